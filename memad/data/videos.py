@@ -1,0 +1,102 @@
+"""A split of videos held in memory as one uint8 tensor, with clip indexing.
+
+Frames are decoded and resized once, kept as ``uint8`` ``(N, C, H, W)`` (on the GPU when
+training there), and turned into float batches in [-1, 1] only when a batch is drawn.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..errors import DataError
+
+
+@dataclass
+class VideoSet:
+    """The frames of one split (``training`` or ``testing``) of a dataset.
+
+    Attributes:
+        frames: ``(N, C, H, W)`` uint8, all videos concatenated in order.
+        names: one name per video.
+        lengths: frames per video.
+        labels: ``(N,)`` int 0/1 per frame (1 = anomalous), or None (training data).
+        masks: ``(N, h, w)`` bool pixel masks, or None.
+        source: where the data came from, for messages.
+    """
+
+    frames: Tensor
+    names: list[str]
+    lengths: list[int]
+    labels: np.ndarray | None = None
+    masks: Tensor | None = None
+    source: str = ""
+    frame_files: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.frames.dtype != torch.uint8 or self.frames.dim() != 4:
+            raise DataError(f"{self.source}: frames must be uint8 (N, C, H, W), got {self.frames.dtype} "
+                            f"{tuple(self.frames.shape)}")
+        if sum(self.lengths) != self.frames.shape[0] or len(self.lengths) != len(self.names):
+            raise DataError(f"{self.source}: {len(self.names)} videos with {sum(self.lengths)} frames in all "
+                            f"do not match the {self.frames.shape[0]} frames held")
+        if self.labels is not None and len(self.labels) != self.frames.shape[0]:
+            raise DataError(f"{self.source}: {len(self.labels)} labels for {self.frames.shape[0]} frames")
+        if self.masks is not None and self.masks.shape[0] != self.frames.shape[0]:
+            raise DataError(f"{self.source}: {self.masks.shape[0]} masks for {self.frames.shape[0]} frames")
+
+    @property
+    def offsets(self) -> np.ndarray:
+        """Index of each video's first frame in ``frames``."""
+        return np.concatenate([[0], np.cumsum(self.lengths)[:-1]]).astype(np.int64)
+
+    @property
+    def video_index(self) -> np.ndarray:
+        """``(N,)`` the video each frame belongs to."""
+        return np.repeat(np.arange(len(self.lengths)), self.lengths)
+
+    @property
+    def channels(self) -> int:
+        return int(self.frames.shape[1])
+
+    def __len__(self) -> int:
+        return int(self.frames.shape[0])
+
+    def clip_starts(self, clip_length: int) -> np.ndarray:
+        """Global start index of every clip of ``clip_length`` frames inside one video."""
+        starts = [off + np.arange(max(n - clip_length + 1, 0)) for off, n in zip(self.offsets, self.lengths)]
+        out = np.concatenate(starts) if starts else np.zeros(0, dtype=np.int64)
+        if out.size == 0:
+            raise DataError(f"{self.source}: no video has {clip_length} frames (lengths: {self.lengths})")
+        return out.astype(np.int64)
+
+    def video(self, i: int) -> "VideoSet":
+        """Video ``i`` alone, as a VideoSet sharing this one's storage."""
+        off, n = int(self.offsets[i]), self.lengths[i]
+        return VideoSet(
+            frames=self.frames[off:off + n],
+            names=[self.names[i]],
+            lengths=[n],
+            labels=None if self.labels is None else self.labels[off:off + n],
+            masks=None if self.masks is None else self.masks[off:off + n],
+            source=f"{self.source} video {self.names[i]}",
+        )
+
+    def to(self, device: torch.device | str) -> "VideoSet":
+        """A copy with frames (and masks) on ``device``."""
+        return VideoSet(self.frames.to(device), self.names, self.lengths, self.labels,
+                        None if self.masks is None else self.masks, self.source, self.frame_files)
+
+
+def to_float(frames: Tensor) -> Tensor:
+    """uint8 frames to float in [-1, 1] (``x / 127.5 - 1`` as the official code)."""
+    return frames.float().div_(127.5).sub_(1.0)
+
+
+def gather_clips(frames: Tensor, starts: Tensor, clip_length: int) -> Tensor:
+    """``(B, clip_length, C, H, W)`` uint8 clips from global ``starts``."""
+    idx = starts.to(frames.device)[:, None] + torch.arange(clip_length, device=frames.device)
+    return frames[idx]

@@ -1,0 +1,160 @@
+"""Training: Adam with cosine annealing over the epochs, as the official MNAD code.
+
+Frames stay uint8 in memory (on the GPU when training there) and become float batches
+only when drawn. Each epoch ends with an atomic checkpoint in ``out`` holding config,
+weights, memory items, optimiser and scheduler state; a rerun resumes from it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .checkpoint import atomic_save, read_checkpoint, save_checkpoint
+from .config import to_yaml
+from .data import VideoSet, gather_clips, open_split, to_float
+from .errors import DataError, NumericalError
+
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """``auto`` -> CUDA when available, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
+    """bfloat16 autocast on CUDA when enabled; a no-op elsewhere."""
+    if enabled and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def check_channels(detector, videos: VideoSet) -> None:
+    want = detector.config["data"]["channels"]
+    if videos.channels != want:
+        raise DataError(f"{videos.source}: frames have {videos.channels} channels, the config expects "
+                        f"data.channels={want}")
+
+
+def _epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
+    # One generator per epoch, derived from the seed: a resumed run draws the same order.
+    g = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    return torch.randperm(n, generator=g)
+
+
+def make_optimizer(detector, train_cfg: dict[str, Any], epochs: int):
+    params = [p for p in detector.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=train_cfg["lr"], weight_decay=train_cfg["weight_decay"])
+    if train_cfg["scheduler"] == "cosine":
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(epochs, 1))
+    else:
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+    return opt, sched
+
+
+def train(detector, data: Any, *, epochs: int | None = None, out: str | Path | None = None,
+          resume: bool = True, log=None) -> dict[str, Any]:
+    """Train ``detector`` on the training split of ``data``; returns a summary."""
+    cfg = detector.config
+    tcfg = cfg["train"]
+    epochs = tcfg["epochs"] if epochs is None else int(epochs)
+    if epochs != tcfg["epochs"]:
+        cfg["train"]["epochs"] = epochs
+    device = pick_device(tcfg["device"])
+    videos = open_split(data, "training", cfg)
+    check_channels(detector, videos)
+    clip = detector.clip_length
+    starts = torch.from_numpy(videos.clip_starts(clip))
+    bs = tcfg["batch_size"]
+    steps = len(starts) // bs  # drop_last, as the official loader
+    if tcfg["max_steps_per_epoch"]:
+        steps = min(steps, tcfg["max_steps_per_epoch"])
+    if steps == 0:
+        raise DataError(f"{videos.source}: {len(starts)} training clips are fewer than train.batch_size={bs}")
+
+    detector.to(device)
+    frames = videos.frames.to(device)
+    opt, sched = make_optimizer(detector, tcfg, epochs)
+    start_epoch = 0
+    ckpt_path = Path(out) / CHECKPOINT_NAME if out is not None else None
+    if ckpt_path is not None:
+        ckpt_path.parent.mkdir(parents=True, exist_ok=True)
+        (ckpt_path.parent / "config.yaml").write_text(to_yaml(cfg))
+        if resume and ckpt_path.is_file():
+            start_epoch = _resume(detector, opt, sched, ckpt_path, device)
+
+    amp = tcfg["amp"]
+    t0 = time.perf_counter()
+    for epoch in range(start_epoch, epochs):
+        detector.train()
+        order = _epoch_order(len(starts), tcfg["seed"], epoch)
+        totals = torch.zeros(3, device=device)  # loss, reconstruction, memory
+        bar = tqdm(range(steps), desc=f"{cfg['name']} epoch {epoch + 1}/{epochs}", leave=False,
+                   disable=not tcfg["progress"], dynamic_ncols=True)
+        for step in bar:
+            idx = starts[order[step * bs:(step + 1) * bs]]
+            x, y = detector.split_clip(to_float(gather_clips(frames, idx, clip)))
+            with autocast(device, amp):
+                out_ = detector(x, update=True)
+                rec = F.mse_loss(out_.output.float(), y)
+                loss = rec + out_.memory.loss
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            totals += torch.stack([loss.detach(), rec.detach(), out_.memory.loss.detach().float()])
+            # Reading values back costs a host sync: only every 25 steps, when the bar is refreshed.
+            if step % 25 == 24 or step == steps - 1:
+                _check_finite(totals, cfg["name"], epoch, step)
+                bar.set_postfix(loss=f"{totals[0].item() / (step + 1):.4f}")
+        sched.step()
+        mean = (totals / steps).tolist()
+        record = {"epoch": epoch + 1, "loss": mean[0], "reconstruction": mean[1], "memory": mean[2],
+                  "lr": opt.param_groups[0]["lr"], "seconds": time.perf_counter() - t0}
+        detector.history_.append(record)
+        if log is not None:
+            log(record)
+        if ckpt_path is not None:
+            save_checkpoint(ckpt_path, detector, optimizer=opt.state_dict(), scheduler=sched.state_dict(),
+                            epoch=epoch + 1)
+    detector.eval()
+    seconds = time.perf_counter() - t0
+    if ckpt_path is not None:
+        (ckpt_path.parent / "history.json").write_text(json.dumps(detector.history_, indent=1))
+    return {"epochs": epochs, "seconds": seconds, "steps_per_epoch": steps, "device": str(device)}
+
+
+def _check_finite(totals: torch.Tensor, name: str, epoch: int, step: int) -> None:
+    vals = totals.tolist()
+    for label, v in zip(("total loss", "reconstruction loss", "memory loss"), vals):
+        if not math.isfinite(v):
+            raise NumericalError(f"{name}: {label} became {v} in epoch {epoch + 1} by step {step + 1}; "
+                                 f"try a lower train.lr or check the input frames")
+
+
+def _resume(detector, opt, sched, path: Path, device: torch.device) -> int:
+    data = read_checkpoint(path)
+    if data["config"]["encoder"] != detector.config["encoder"] or data["config"]["memory"] != detector.config[
+            "memory"] or data["config"]["decoder"] != detector.config["decoder"]:
+        raise DataError(f"{path}: holds a different model than this config; use another --out or delete it")
+    detector.load_state_dict(data["model"])
+    detector.to(device)
+    if "optimizer" in data:
+        opt.load_state_dict(data["optimizer"])
+    if "scheduler" in data:
+        sched.load_state_dict(data["scheduler"])
+    detector.history_ = list(data.get("history") or [])
+    return int(data.get("epoch", 0))
+
+
+__all__ = ["train", "pick_device", "autocast", "CHECKPOINT_NAME", "atomic_save"]

@@ -1,0 +1,13 @@
+"""Built-in scorers, registered as kind ``scorer``."""
+
+from memad import hookimpl
+
+from .scorers import DistanceScorer, PSNRScorer, RegularityScorer, WeightedScorer
+
+
+@hookimpl
+def memad_register(registry):
+    registry.add("scorer", "mnad", WeightedScorer)
+    registry.add("scorer", "psnr", PSNRScorer)
+    registry.add("scorer", "distance", DistanceScorer)
+    registry.add("scorer", "regularity", RegularityScorer)
