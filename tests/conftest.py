@@ -1,0 +1,33 @@
+"""Shared fixtures: tiny configs so that the suite runs in minutes on 2 CPU cores."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+#: Narrow widths and small frames for unit tests; full-size checks live in benchmarks/.
+TINY = {
+    "data": {"image_size": 32},
+    "encoder": {"widths": [8, 16, 32, 64]},
+    "train": {"epochs": 1, "batch_size": 4, "progress": False, "device": "cpu"},
+}
+
+
+def tiny(**extra):
+    """TINY merged with ``extra`` (section-wise)."""
+    out = {k: dict(v) for k, v in TINY.items()}
+    for key, value in extra.items():
+        if isinstance(value, dict) and key in out:
+            out[key].update(value)
+        else:
+            out[key] = value
+    return out
+
+
+@pytest.fixture
+def tiny_overrides():
+    return tiny()
