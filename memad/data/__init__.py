@@ -13,9 +13,10 @@ from typing import Any, Mapping
 from ..errors import DataError
 from ..registry import get_registry
 from .folder import load_frame_folder
+from .images import ImageSet, is_image_folder, load_image_folder
 from .videos import VideoSet, gather_clips, to_float
 
-__all__ = ["VideoSet", "open_split", "gather_clips", "to_float", "describe_spec"]
+__all__ = ["VideoSet", "ImageSet", "open_split", "gather_clips", "to_float", "describe_spec"]
 
 
 def _split_spec(spec: str) -> tuple[str, str | None]:
@@ -49,4 +50,8 @@ def open_split(
     if not path.exists():
         known = ", ".join(reg.names("dataset"))
         raise DataError(f"data {str(spec)!r}: no such folder, and not a registered dataset ({known})")
+    if is_image_folder(path):  # defect-inspection layout: ROOT/train/good/*.png
+        if labels is not None:
+            raise DataError(f"{path}: an image folder takes its labels from the test folder names, not {labels}")
+        return load_image_folder(path, split, size, channels, mask_size=mask_size)
     return load_frame_folder(path, split, size, channels, labels=labels, mask_size=mask_size)

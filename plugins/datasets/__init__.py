@@ -1,7 +1,9 @@
 """Built-in datasets, registered as kind ``dataset`` (used as ``--data NAME[:ARG]``)."""
 
 from memad import hookimpl
+from memad.data.images import make_digits
 from memad.data.synthetic import make_synthetic
+from memad.errors import DataError
 
 
 def synthetic(split, image_size, channels, labels=None, mask_size=64, arg=None):
@@ -11,6 +13,16 @@ def synthetic(split, image_size, channels, labels=None, mask_size=64, arg=None):
     return make_synthetic(split, image_size, channels, mask_size)
 
 
+def digits(split, image_size, channels, labels=None, mask_size=64, arg=None):
+    """scikit-learn's handwritten digits, one-class: ``digits:D`` trains on digit D only (see docs/images.md)."""
+    if arg is None or not arg.isdigit() or not 0 <= int(arg) <= 9:
+        raise DataError(f"dataset 'digits' needs the normal digit 0-9 as its argument (e.g. digits:3), got {arg!r}")
+    if labels is not None:
+        raise DataError(f"dataset 'digits' has its own labels (the digits), cannot use the label file {labels}")
+    return make_digits(split, int(arg), image_size, channels)
+
+
 @hookimpl
 def memad_register(registry):
     registry.add("dataset", "synthetic", synthetic)
+    registry.add("dataset", "digits", digits)
