@@ -93,6 +93,9 @@ def _report(metrics: dict[str, Any], as_json: bool) -> int:
                 "anomalous_frames", "mode"):
         if key in metrics:
             print(f"{key:>18}: {fmt(metrics[key])}")
+    for cat, m in (metrics.get("per_category") or {}).items():  # image sets: one line per defect type
+        detail = "normal" if m["normal"] else f"auroc {fmt(m['auroc'])}"
+        print(f"{'category ' + cat:>18}: {detail} ({m['images']} images)")
     return 0
 
 

@@ -83,6 +83,10 @@ class Scores:
         out["frames"] = int(len(self.scores))
         out["anomalous_frames"] = int(self.labels.sum())
         out["mode"] = self.mode
+        if "categories" in self.extra:  # image sets: AUROC per defect type (see memad.images)
+            from .images import category_metrics
+
+            out["per_category"] = category_metrics(self.scores, self.labels, self.extra["categories"])
         return out
 
 
@@ -232,7 +236,19 @@ def score_videos(detector, data: Any, labels: str | Path | None = None) -> Score
         stats=stats, maps=raw.get("map"),
         masks=None if videos.masks is None else videos.masks[torch.from_numpy(frame_idx)],
         video_names=list(videos.names), seconds=seconds, mode=cfg["test"]["mode"],
+        extra=_image_extra(videos, frame_idx),
     )
+
+
+def _image_extra(videos: VideoSet, frame_idx: np.ndarray) -> dict[str, Any]:
+    """Each scored frame's file and (for image sets) category, for per-image and per-defect reports."""
+    out: dict[str, Any] = {}
+    if videos.frame_files:
+        out["files"] = [videos.frame_files[i] for i in frame_idx]
+    categories = getattr(videos, "categories", None)
+    if categories:
+        out["categories"] = np.asarray(categories, dtype=object)[frame_idx]
+    return out
 
 
 def _check_stats(stats: FrameStats, videos: VideoSet, frame_idx: np.ndarray) -> None:
