@@ -42,6 +42,8 @@ BUILTIN_PLUGINS = {
     "scorers": "memad_plugins.scorers",
     "baselines": "memad_plugins.baselines",
     "datasets": "memad_plugins.datasets",
+    "memae": "memad_plugins.memae",
+    "timm_backbone": "memad_plugins.timm_backbone",
 }
 
 
