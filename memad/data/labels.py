@@ -27,7 +27,7 @@ def load_npy_labels(path: Path, lengths: Sequence[int]) -> np.ndarray:
                         f"({len(lengths)} videos)")
     bad = ~np.isin(arr, (0, 1))
     if bad.any():
-        raise DataError(f"{path}: labels must be 0 or 1, found {arr[bad][0]!r} at index {int(np.argmax(bad))}")
+        raise DataError(f"{path}: labels must be 0 or 1, found {arr[bad][0].item()!r} at index {int(np.argmax(bad))}")
     return arr.astype(np.int8)
 
 
