@@ -63,11 +63,14 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 # -- train ---------------------------------------------------------------------------------
 def cmd_train(args: argparse.Namespace) -> int:
+    from .data import VideoSet, open_split
     from .detector import build
     from .training import CHECKPOINT_NAME, train
 
     det = build(args.preset, **_overrides(args))
     out = Path(args.out or Path("runs") / det.config["name"])
+    # With --eval, a bad test split or label file must fail now, not after hours of training.
+    test_set = open_split(args.data, "testing", det.config, labels=args.labels) if args.eval else None
     counts = det.count_parameters()
     print(f"memad: training {det.config['name']} ({counts['total']:,} parameters) on {args.data} -> {out}",
           file=sys.stderr)
@@ -76,7 +79,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"memad: {summary['epochs']} epochs in {summary['seconds']:.1f}s on {summary['device']}; "
           f"last loss {last.get('loss', float('nan')):.5f}; checkpoint {out / CHECKPOINT_NAME}", file=sys.stderr)
     if args.eval:
-        return _report(det.evaluate(args.data, labels=args.labels), args.json)
+        test_data = test_set if isinstance(test_set, VideoSet) else args.data
+        return _report(det.evaluate(test_data, labels=args.labels), args.json)
     return 0
 
 

@@ -230,6 +230,7 @@ def score_videos(detector, data: Any, labels: str | Path | None = None) -> Score
                        extra={"regular": raw["regular"].double().numpy()})
     _check_stats(stats, videos, frame_idx)
     scores = np.asarray(detector.scorer(stats), dtype=np.float64)
+    _check_finite("anomaly score", scores, stats, videos, frame_idx, f"scorer {cfg['scorer']['name']!r} returned it")
     return Scores(
         scores=scores, frame=frame_idx, video=video,
         labels=None if videos.labels is None else videos.labels[frame_idx].astype(np.int8),
@@ -256,13 +257,20 @@ def _check_stats(stats: FrameStats, videos: VideoSet, frame_idx: np.ndarray) -> 
         arr = getattr(stats, name)
         if arr is None:
             continue
-        bad = ~np.isfinite(arr)
-        if bad.any():
-            i = int(np.argmax(bad))
-            v = int(stats.video[i])
-            local = int(frame_idx[i] - videos.offsets[v])
-            raise NumericalError(f"{videos.source}: {name} is {arr[i]} at video {videos.names[v]!r} frame {local}; "
-                                 f"the model's output is not finite")
+        _check_finite(name, arr, stats, videos, frame_idx, "the model's output is not finite")
+
+
+def _check_finite(name: str, arr: np.ndarray, stats: FrameStats, videos: VideoSet, frame_idx: np.ndarray,
+                  why: str) -> None:
+    """Stop at the first NaN/inf of a per-frame array, naming its video and frame (0-based in the video)."""
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        i = int(np.argmax(bad))
+        v = int(stats.video[i])
+        local = int(frame_idx[i] - videos.offsets[v])
+        where = f", {videos.frame_files[frame_idx[i]]}" if videos.frame_files else ""
+        raise NumericalError(f"{videos.source}: {name} is {arr[i]} at video {videos.names[v]!r} frame {local}{where} "
+                             f"({int(bad.sum())} frames in all); {why}")
 
 
 def score_frames_tensor(detector, frames: Tensor | np.ndarray) -> np.ndarray:

@@ -41,10 +41,18 @@ def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextM
 
 
 def check_channels(detector, videos: VideoSet) -> None:
+    """Refuse frames whose channels or size differ from the config's (folders are converted on load;
+    a VideoSet or tensor given directly is not)."""
+    from .config import image_hw
+
     want = detector.config["data"]["channels"]
     if videos.channels != want:
         raise DataError(f"{videos.source}: frames have {videos.channels} channels, the config expects "
                         f"data.channels={want}")
+    hw = tuple(videos.frames.shape[2:])
+    if hw != image_hw(detector.config):
+        raise DataError(f"{videos.source}: frames are {hw[0]}x{hw[1]} (height x width), the config expects "
+                        f"data.image_size={list(image_hw(detector.config))}")
 
 
 def _epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
