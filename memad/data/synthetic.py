@@ -60,6 +60,12 @@ def _draw(frame: np.ndarray, cx: float, cy: float, h: int, w: int, value: float,
         mask[ys, xs] |= region
 
 
+def _wrap(pos: float, margin: float = 6.0) -> float:
+    """Positions leaving one side of the scene re-enter from the other."""
+    span = NATIVE + 2 * margin
+    return (pos + margin) % span - margin
+
+
 class _Walker:
     def __init__(self, rng: np.random.Generator):
         self.x = rng.uniform(0, NATIVE)
@@ -68,11 +74,7 @@ class _Walker:
         self.shade = rng.uniform(0.1, 0.25)
 
     def step(self) -> None:
-        self.x += self.vx
-        if self.x < -4:
-            self.x += NATIVE + 8
-        elif self.x > NATIVE + 4:
-            self.x -= NATIVE + 8
+        self.x = _wrap(self.x + self.vx, 4.0)
 
 
 def _render_video(rng: np.random.Generator, spec: SyntheticSpec, event: str | None):
@@ -96,15 +98,16 @@ def _render_video(rng: np.random.Generator, spec: SyntheticSpec, event: str | No
         if start <= t < end:
             k = t - start
             if event == "cyclist":
-                _draw(frame, ex + direction * 4.0 * k, ey, 8, 5, 0.2, masks[t])
+                _draw(frame, _wrap(ex + direction * 4.0 * k), ey, 8, 5, 0.2, masks[t])
             elif event == "vehicle":
-                _draw(frame, ex + direction * 1.5 * k, ey, 12, 20, 0.95, masks[t])
+                _draw(frame, _wrap(ex + direction * 1.5 * k), ey, 12, 20, 0.95, masks[t])
             elif event == "wrong_way":
-                _draw(frame, NATIVE / 2 + 10 * direction, (k * 1.2) % (NATIVE + 8) - 4, 8, 4, 0.18, masks[t])
+                _draw(frame, NATIVE / 2 + 10 * direction, _wrap(k * 1.2), 8, 4, 0.18, masks[t])
             elif event == "stranger":
-                _draw(frame, ex + direction * 1.0 * k, ey, 10, 10, 0.98, masks[t], round_shape=True)
+                _draw(frame, _wrap(ex + direction * 1.0 * k), ey, 10, 10, 0.98, masks[t], round_shape=True)
         frames[t] = frame + rng.normal(0, 0.01, frame.shape)
-    labels = (np.arange(n) >= start) & (np.arange(n) < end)
+    # A frame is anomalous exactly when the anomalous object is visible in it.
+    labels = masks.reshape(n, -1).any(axis=1)
     return np.clip(frames, 0, 1), masks, labels.astype(np.int8)
 
 
