@@ -176,6 +176,7 @@ def top_frames_grid(
     columns: int = 4,
     title: str | None = None,
     alpha: float = 0.5,
+    captions: Sequence[str] | None = None,
 ) -> Figure:
     """A grid of the ``k`` highest-scoring test frames, each with its error heatmap.
 
@@ -194,6 +195,8 @@ def top_frames_grid(
         columns: cells per row.
         title: a figure title.
         alpha: opacity of the heatmap.
+        captions: one name per scored frame (e.g. image file and defect type), shown
+            instead of "video ... frame ..." in the cell titles.
 
     Returns:
         The matplotlib figure.
@@ -209,6 +212,8 @@ def top_frames_grid(
     values = np.asarray(scores.scores, dtype=np.float64)
     if len(values) == 0:
         raise DataError("top_frames_grid: no scored frames")
+    if captions is not None and len(captions) != len(values):
+        raise DataError(f"top_frames_grid: {len(captions)} captions for {len(values)} scored frames")
     frame_idx = np.asarray(scores.frame)
     if frame_idx.max() >= len(videos):
         raise DataError(f"top_frames_grid: scores index frame {int(frame_idx.max())}, but {videos.source or 'the split'} "
@@ -250,7 +255,8 @@ def top_frames_grid(
             ax.contour(xs, ys, m, levels=[0.5], colors="cyan", linewidths=1.2)
         v = int(video_of[f])
         label = "" if scores.labels is None else (" · anomalous" if scores.labels[i] else " · normal")
-        ax.set_title(f"video {videos.names[v]} frame {f - int(offsets[v])}\nscore {values[i]:.3f}{label}", fontsize=8)
+        where = captions[i] if captions is not None else f"video {videos.names[v]} frame {f - int(offsets[v])}"
+        ax.set_title(f"{where}\nscore {values[i]:.3f}{label}", fontsize=8)
         ax.set_xlim(0, w)
         ax.set_ylim(h, 0)
     if title:
