@@ -7,7 +7,8 @@ import os
 import pytest
 import torch
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# OMP_NUM_THREADS wins: on a shared, loaded machine two threads per test process thrash.
+torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or 0) or max(1, min(2, os.cpu_count() or 1)))
 
 #: Narrow widths and small frames for unit tests; full-size checks live in benchmarks/.
 TINY = {

@@ -8,6 +8,7 @@ decoder (``mnad_unet``) is sized from them; stacked input frames enter through
 from __future__ import annotations
 
 import difflib
+import pickle
 from pathlib import Path
 
 import timm
@@ -68,7 +69,7 @@ class TimmEncoder(Encoder):
         try:
             self.body: nn.Module = timm.create_model(
                 model, features_only=True, pretrained=weights is not None, in_chans=in_channels, **kwargs)
-        except (RuntimeError, KeyError, AssertionError) as exc:
+        except (RuntimeError, KeyError, AssertionError, pickle.UnpicklingError) as exc:
             what = f"loading {weights!r} into " if weights is not None else ""
             raise ValueError(f"encoder: {what}timm model {model!r} (features_only) failed: {exc}") from exc
         self.model_name = model
