@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import secrets
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -47,13 +49,31 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
+    # torch.save writes a zip archive; anything else (a cut-off file, a bare pickle) is never unpickled.
+    if not zipfile.is_zipfile(path):
+        size = path.stat().st_size
+        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt?): not a torch.save zip "
+                              f"archive ({size} bytes)")
+    # torch.load does not check the archive's CRCs, so flipped bits in a tensor would load silently.
+    try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt?): {exc}") from exc
+    if damaged is not None:
+        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt?): {damaged} fails its "
+                              f"CRC check")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        # Quote only what was refused: torch's own text also suggests weights_only=False, which would run it.
+        found = re.search(r"GLOBAL (\S+) was not an allowed global", str(exc))
+        what = f"it would call or build {found.group(1)}" if found else "unsupported pickle content"
         raise CheckpointError(f"{path}: refused: the file holds objects other than tensors and plain data "
-                              f"({str(exc).splitlines()[0]})") from exc
-    except (RuntimeError, EOFError, OSError) as exc:
-        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt?): {exc}") from exc
+                              f"({what}); only load it unsafely if you trust where it came from") from exc
+    except (RuntimeError, EOFError, OSError, KeyError, ValueError) as exc:
+        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt?): "
+                              f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a memad checkpoint (no 'format: {FORMAT}' field)")
     if data.get("version", 0) > VERSION:
