@@ -277,7 +277,17 @@ def score_frames_tensor(detector, frames: Tensor | np.ndarray) -> np.ndarray:
     """Scores of one video ``(T, C, H, W)``; the first ``clip_length - 1`` frames are NaN."""
     frames = torch.as_tensor(frames)
     if frames.dtype != torch.uint8:
-        frames = ((frames.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+        # Clamping would hide both: NaN turns into an arbitrary byte, and 0..255 floats into white frames.
+        values = frames.float()
+        bad = ~torch.isfinite(values)
+        if bad.any():
+            first = int(bad.reshape(bad.shape[0], -1).any(1).nonzero()[0]) if bad.dim() > 1 else 0
+            raise DataError(f"frames: {int(bad.sum())} values are NaN or infinite (first in frame {first})")
+        lo, hi = float(values.min()), float(values.max())
+        if lo < -1.001 or hi > 1.001:
+            raise DataError(f"frames: float frames must lie in [-1, 1], got values from {lo:g} to {hi:g} "
+                            f"(pass uint8 for 0..255)")
+        frames = ((values.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
     if frames.dim() != 4:
         raise DataError(f"frames: expected (T, C, H, W), got shape {tuple(frames.shape)}")
     video = VideoSet(frames.contiguous(), ["video"], [frames.shape[0]], source="frames")
