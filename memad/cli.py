@@ -65,6 +65,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from .data import VideoSet, open_split
     from .detector import build
+    from .distributed import is_main
     from .training import CHECKPOINT_NAME, train
 
     det = build(args.preset, **_overrides(args))
@@ -72,12 +73,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     # With --eval, a bad test split or label file must fail now, not after hours of training.
     test_set = open_split(args.data, "testing", det.config, labels=args.labels) if args.eval else None
     counts = det.count_parameters()
-    print(f"memad: training {det.config['name']} ({counts['total']:,} parameters) on {args.data} -> {out}",
-          file=sys.stderr)
+    if is_main():  # under torchrun: rank 0 speaks for all
+        print(f"memad: training {det.config['name']} ({counts['total']:,} parameters) on {args.data} -> {out}",
+              file=sys.stderr)
     summary = train(det, args.data, out=out, resume=not args.no_resume)
     last = det.history_[-1] if det.history_ else {}
-    print(f"memad: {summary['epochs']} epochs in {summary['seconds']:.1f}s on {summary['device']}; "
-          f"last loss {last.get('loss', float('nan')):.5f}; checkpoint {out / CHECKPOINT_NAME}", file=sys.stderr)
+    if is_main():
+        where = summary["device"] if summary["processes"] == 1 else f"{summary['processes']} processes"
+        print(f"memad: {summary['epochs']} epochs in {summary['seconds']:.1f}s on {where}; "
+              f"last loss {last.get('loss', float('nan')):.5f}; checkpoint {out / CHECKPOINT_NAME}", file=sys.stderr)
     if args.eval:
         test_data = test_set if isinstance(test_set, VideoSet) else args.data
         return _report(det.evaluate(test_data, labels=args.labels), args.json)
@@ -86,6 +90,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 # -- eval ----------------------------------------------------------------------------------
 def _report(metrics: dict[str, Any], as_json: bool) -> int:
+    from .distributed import is_main
+
+    if not is_main():  # under torchrun every rank holds the same metrics; rank 0 prints them
+        return 0
     if as_json:
         _print_json(metrics)
         return 0

@@ -63,6 +63,7 @@ class TrainConfig:
     """Optimisation (the official MNAD code's settings by default)."""
 
     epochs: int = field(default=60, metadata=_range(0))
+    #: Clips per step and per process: under torchrun the global batch is batch_size x processes.
     batch_size: int = field(default=4, metadata=_range(1))
     lr: float = field(default=2e-4, metadata=_range(0, lo_open=True))
     weight_decay: float = field(default=0.0, metadata=_range(0))
@@ -76,6 +77,9 @@ class TrainConfig:
     max_steps_per_epoch: int = field(default=0, metadata=_range(0))
     #: Show a tqdm progress bar.
     progress: bool = True
+    #: Under torchrun: BatchNorm statistics over the global batch (SyncBatchNorm, GPUs only)
+    #: instead of each process's own ``batch_size`` clips. See docs/distributed.md.
+    sync_bn: bool = False
 
 
 @dataclass

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 from torch import Tensor
 
+from . import distributed
 from .data import VideoSet, open_split, to_float
 from .errors import DataError, NumericalError
 from .interfaces import FrameStats, psnr_from_mse, to_unit_range
@@ -180,12 +181,17 @@ def _run(detector, videos: VideoSet, device: torch.device) -> tuple[dict[str, Te
     frames = videos.frames.to(device) if device.type == "cuda" else videos.frames
     clip = detector.clip_length
     results, frame_idx = [], []
+    # Under torchrun each rank scores whole videos (a video's sequential memory writes stay on one rank).
+    mine = set(distributed.split_videos(videos.lengths)[distributed.rank()])
+    reset = distributed.effective_reset(tc["reset"], runner.writes)
     if device.type == "cuda":
         torch.cuda.synchronize()
     t0 = time.perf_counter()
     try:
         for i, (off, n) in enumerate(zip(videos.offsets, videos.lengths)):
-            if tc["reset"] == "video" and i > 0:
+            if i not in mine:
+                continue
+            if reset == "video" and i > 0:
                 detector.memory.load_state_dict(trained)
             if n < clip:
                 continue
@@ -196,10 +202,12 @@ def _run(detector, videos: VideoSet, device: torch.device) -> tuple[dict[str, Te
         seconds = time.perf_counter() - t0
     finally:
         detector.memory.load_state_dict(trained)
-    if not results:
+    merged = {k: torch.cat([r[k] for r in results]) for k in results[0]} if results else {}
+    scored = np.concatenate(frame_idx) if frame_idx else np.zeros(0, dtype=np.int64)
+    merged, scored, seconds = distributed.gather_video_results(merged, scored, seconds)  # every rank: all videos
+    if not len(scored):
         raise DataError(f"{videos.source}: no test video has the {clip} frames a sample needs")
-    merged = {k: torch.cat([r[k] for r in results]) for k in results[0]}
-    return merged, np.concatenate(frame_idx), seconds
+    return merged, scored, seconds
 
 
 def _default_map_hw(detector) -> tuple[int, int]:
@@ -216,7 +224,7 @@ def score_videos(detector, data: Any, labels: str | Path | None = None) -> Score
     cfg = detector.config
     videos = open_split(data, "testing", cfg, labels=labels)
     check_channels(detector, videos)
-    device = pick_device(cfg["train"]["device"])
+    device = distributed.setup(cfg["train"]["device"])  # under torchrun: joins the process group, cuda:LOCAL_RANK
     was_training = detector.training
     detector.to(device).eval()
     try:

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from . import distributed
 from .checkpoint import atomic_save, read_checkpoint, save_checkpoint
 from .config import to_yaml
 from .data import VideoSet, gather_clips, open_split, to_float
@@ -79,17 +80,18 @@ def train(detector, data: Any, *, epochs: int | None = None, out: str | Path | N
     epochs = tcfg["epochs"] if epochs is None else int(epochs)
     if epochs != tcfg["epochs"]:
         cfg["train"]["epochs"] = epochs
-    device = pick_device(tcfg["device"])
+    device = distributed.setup(tcfg["device"])  # under torchrun: joins the process group, cuda:LOCAL_RANK
     videos = open_split(data, "training", cfg)
     check_channels(detector, videos)
     clip = detector.clip_length
     starts = torch.from_numpy(videos.clip_starts(clip))
-    bs = tcfg["batch_size"]
-    steps = len(starts) // bs  # drop_last, as the official loader
+    bs = tcfg["batch_size"]  # per process: a step under torchrun takes bs clips on each rank
+    steps = distributed.shard_length(len(starts)) // bs  # drop_last, as the official loader
     if tcfg["max_steps_per_epoch"]:
         steps = min(steps, tcfg["max_steps_per_epoch"])
     if steps == 0:
-        raise DataError(f"{videos.source}: {len(starts)} training clips are fewer than train.batch_size={bs}")
+        raise DataError(f"{videos.source}: {len(starts)} training clips are fewer than train.batch_size={bs}"
+                        + (f" x {distributed.world_size()} processes" if distributed.world_size() > 1 else ""))
 
     detector.to(device)
     frames = videos.frames.to(device)
@@ -97,24 +99,26 @@ def train(detector, data: Any, *, epochs: int | None = None, out: str | Path | N
     start_epoch = 0
     ckpt_path = Path(out) / CHECKPOINT_NAME if out is not None else None
     if ckpt_path is not None:
-        ckpt_path.parent.mkdir(parents=True, exist_ok=True)
-        (ckpt_path.parent / "config.yaml").write_text(to_yaml(cfg))
-        if resume and ckpt_path.is_file():
+        if distributed.is_main():
+            ckpt_path.parent.mkdir(parents=True, exist_ok=True)
+            (ckpt_path.parent / "config.yaml").write_text(to_yaml(cfg))
+        if resume and ckpt_path.is_file():  # every rank reads it; DDP then starts from rank 0's copy
             start_epoch = _resume(detector, opt, sched, ckpt_path, device)
+    model, unwrap = distributed.wrap(detector, device, sync_bn=tcfg["sync_bn"])  # DDP under torchrun
 
     amp = tcfg["amp"]
     t0 = time.perf_counter()
     for epoch in range(start_epoch, epochs):
         detector.train()
-        order = _epoch_order(len(starts), tcfg["seed"], epoch)
+        order = distributed.shard(_epoch_order(len(starts), tcfg["seed"], epoch))
         totals = torch.zeros(3, device=device)  # loss, reconstruction, memory
         bar = tqdm(range(steps), desc=f"{cfg['name']} epoch {epoch + 1}/{epochs}", leave=False,
-                   disable=not tcfg["progress"], dynamic_ncols=True)
+                   disable=not tcfg["progress"] or not distributed.is_main(), dynamic_ncols=True)
         for step in bar:
             idx = starts[order[step * bs:(step + 1) * bs]]
             x, y = detector.split_clip(to_float(gather_clips(frames, idx, clip)))
             with autocast(device, amp):
-                out_ = detector(x, update=True)
+                out_ = model(x, update=True)
                 rec = F.mse_loss(out_.output.float(), y)
                 loss = rec + out_.memory.loss
             opt.zero_grad(set_to_none=True)
@@ -123,23 +127,28 @@ def train(detector, data: Any, *, epochs: int | None = None, out: str | Path | N
             totals += torch.stack([loss.detach(), rec.detach(), out_.memory.loss.detach().float()])
             # Reading values back costs a host sync: only every 25 steps, when the bar is refreshed.
             if step % 25 == 24 or step == steps - 1:
-                _check_finite(totals, cfg["name"], epoch, step)
-                bar.set_postfix(loss=f"{totals[0].item() / (step + 1):.4f}")
+                shown = distributed.all_reduce_mean(totals)  # the same on every rank: all stop together on a NaN
+                _check_finite(shown, cfg["name"], epoch, step)
+                bar.set_postfix(loss=f"{shown[0].item() / (step + 1):.4f}")
         sched.step()
-        mean = (totals / steps).tolist()
+        distributed.sync_buffers(detector)  # BatchNorm running statistics: the mean over the ranks
+        mean = (distributed.all_reduce_mean(totals) / steps).tolist()
         record = {"epoch": epoch + 1, "loss": mean[0], "reconstruction": mean[1], "memory": mean[2],
                   "lr": opt.param_groups[0]["lr"], "seconds": time.perf_counter() - t0}
         detector.history_.append(record)
-        if log is not None:
+        if log is not None and distributed.is_main():
             log(record)
-        if ckpt_path is not None:
+        if ckpt_path is not None and distributed.is_main():
             save_checkpoint(ckpt_path, detector, optimizer=opt.state_dict(), scheduler=sched.state_dict(),
                             epoch=epoch + 1)
+    unwrap()
     detector.eval()
     seconds = time.perf_counter() - t0
-    if ckpt_path is not None:
+    if ckpt_path is not None and distributed.is_main():
         (ckpt_path.parent / "history.json").write_text(json.dumps(detector.history_, indent=1))
-    return {"epochs": epochs, "seconds": seconds, "steps_per_epoch": steps, "device": str(device)}
+    distributed.barrier()  # the other ranks return once rank 0's files are written
+    return {"epochs": epochs, "seconds": seconds, "steps_per_epoch": steps, "device": str(device),
+            "processes": distributed.world_size()}
 
 
 def _check_finite(totals: torch.Tensor, name: str, epoch: int, step: int) -> None:

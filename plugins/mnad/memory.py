@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from memad import Memory, MemoryOutput, UpdateRule
+from memad import Memory, MemoryOutput, UpdateRule, distributed
 from memad.registry import get_registry
 
 
@@ -95,7 +95,11 @@ class PrototypeMemory(Memory):
             loss = self.compactness * compact + self.separateness * separate
 
             if update and self.training:
-                self.write(query.detach())
+                # Items move outside autograd, so DDP does not synchronise them: every rank applies
+                # the rule to the queries of all ranks (the global batch), then takes rank 0's result
+                # so that GPU kernels that sum in varying order cannot make the ranks drift apart.
+                self.write(distributed.all_gather_cat(query.detach()))
+                self.items = distributed.broadcast(self.items)
         return MemoryOutput(
             read=torch.cat([query, read], dim=1).to(features.dtype),
             loss=loss,
