@@ -4,6 +4,7 @@ attention over them through hard shrinkage, and an entropy loss on that attentio
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Literal
 
 import torch
@@ -86,6 +87,7 @@ class MemAEMemory(Memory):
         self.addressing = addressing
         bound = 1.0 / math.sqrt(in_channels)  # the official code's uniform initialisation
         self.items = nn.Parameter(torch.empty(items, in_channels).uniform_(-bound, bound))
+        self._checked_dead = False
 
     def out_channels(self, in_channels: int) -> int:
         return in_channels
@@ -101,6 +103,8 @@ class MemAEMemory(Memory):
             weights = sparse_address(query, self.items, self.shrink, self.addressing)
             read = (weights @ self.items).view(channels_last.shape).movedim(-1, 1)
             ent = attention_entropy(weights)
+            if self.training and not self._checked_dead:
+                self._warn_if_dead(weights)
         return MemoryOutput(
             read=read.to(features.dtype),
             loss=self.entropy * ent,
@@ -108,6 +112,16 @@ class MemAEMemory(Memory):
             logs={"entropy": ent.detach()},
             query=None,
         )
+
+    def _warn_if_dead(self, weights: Tensor) -> None:
+        # Weights start near 1/N: with shrink above that, every weight can be cut, the read is
+        # zero and no gradient reaches the items or the encoder. Checked once (it costs a sync).
+        self._checked_dead = True
+        if self.shrink > 0 and not bool((weights > 0).any()):
+            n = self.items.shape[0]
+            warnings.warn(f"MemAE memory: every addressing weight is below memory.shrink={self.shrink} (weights start "
+                          f"near 1/items = {1 / n:.2g}), so the read is zero and nothing reaches the items or the "
+                          f"encoder; lower memory.shrink or memory.items", RuntimeWarning, stacklevel=3)
 
     def extra_repr(self) -> str:
         return (f"items={self.items.shape[0]}, dim={self.dim}, shrink={self.shrink}, entropy={self.entropy}, "
