@@ -190,7 +190,7 @@ def _load_subcommands() -> None:
     # Subcommands that live in their own modules register themselves on import.
     import importlib
 
-    for module in ("memad.compare",):
+    for module in ("memad.compare", "memad.maps"):
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as exc:

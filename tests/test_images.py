@@ -134,3 +134,23 @@ def test_scores_keep_each_image_file_in_order(defects):
     alone = det.score(ImageSet(test.frames[5:6], ["one"], [1], test.labels[5:6], None, "one", test.frame_files[5:6],
                                test.categories[5:6]))
     assert alone.scores[0] == pytest.approx(scores.scores[5], rel=1e-5)
+
+
+def test_maps_command_writes_a_png_grid_of_the_top_images(defects, tmp_path, capsys):
+    import memad
+    from memad.cli import main
+
+    det = memad.build("ae", **tiny(), **{"scorer.normalise": "global"})
+    ckpt = det.save(tmp_path / "ae.pt")
+    out = tmp_path / "grid.png"
+    assert main(["maps", str(ckpt), "--data", str(defects), "--top", "3", "--out", str(out)]) == 0
+    lines = capsys.readouterr().out.rstrip().splitlines()
+    with Image.open(out) as png:
+        assert png.format == "PNG" and png.size[0] > 200
+    # Three ranked lines, highest score first, each naming the image by category and file.
+    assert len(lines) == 3 and [line.split()[0] for line in lines] == ["1.", "2.", "3."]
+    scores = [float(line.split()[1]) for line in lines]
+    assert scores == sorted(scores, reverse=True)
+    assert all(line.split()[2].split("/")[0] in {"good", "scratch", "spot"} for line in lines)
+    assert main(["maps", str(ckpt), "--data", str(defects), "--out", str(tmp_path / "grid.jpg")]) == 2
+    assert "--out: expected a .png" in capsys.readouterr().err
