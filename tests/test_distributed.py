@@ -7,6 +7,7 @@ with single-process runs here. A second test launches the real CLI under torchru
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import socket
@@ -210,11 +211,59 @@ def test_split_videos_balances_frames_and_uses_every_video_once():
     assert max(loads) - min(loads) <= max(lengths)
 
 
-def test_single_process_helpers_are_identity():
+def test_torchrun_environment_is_detected(monkeypatch):
+    for name in distributed.TORCHRUN_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
     x = torch.arange(6.0).reshape(3, 2)
-    assert not distributed.launched() or "RANK" in os.environ
+    assert not distributed.launched() and distributed.world_size() == 1 and distributed.rank() == 0
     assert distributed.all_gather_cat(x) is x and distributed.broadcast(x) is x and distributed.all_reduce_mean(x) is x
-    assert distributed.shard(x[:, 0]) is not None and distributed.world_size() == 1
+    assert torch.equal(distributed.shard(x[:, 0]), x[:, 0])
+    assert distributed.setup("cpu") == torch.device("cpu") and not dist.is_initialized()
+    monkeypatch.setenv("RANK", "3")
+    assert not distributed.launched()  # one variable is not torchrun
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", "29500")
+    assert distributed.launched() and distributed.rank() == 3 and distributed.world_size() == 4
+    assert not distributed.is_main() and distributed.local_rank() == 1
+
+
+def test_rank_device_follows_local_rank(monkeypatch):
+    for name, value in zip(distributed.TORCHRUN_VARIABLES, ("1", "1", "2", "127.0.0.1", "29500")):
+        monkeypatch.setenv(name, value)
+    assert distributed.rank_device("cpu") == torch.device("cpu")
+    with pytest.raises(memad.ConfigError, match="train.device='mps'"):
+        distributed.rank_device("mps")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert distributed.rank_device("auto") == torch.device("cuda", 1)
+    assert distributed.rank_device("cuda") == torch.device("cuda", 1)
+    with pytest.raises(memad.ConfigError, match="LOCAL_RANK"):
+        distributed.rank_device("cuda:0")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(memad.ConfigError, match="nproc_per_node"):
+        distributed.rank_device("auto")
+
+
+def test_sync_batchnorm_swap_shares_state_and_restores():
+    det = memad.build("mnad_pred", **CONFIG).train()
+    before = {name: type(m) for name, m in det.named_modules()}
+    originals = [m for m in det.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    x = torch.randn(2, 4, 32, 32)
+    expected = copy.deepcopy(det)(x).output  # plain BatchNorm, on a copy
+    restore = distributed._use_sync_batchnorm(det)
+    swapped = [m for m in det.modules() if isinstance(m, torch.nn.SyncBatchNorm)]
+    assert len(swapped) == len(originals) and not any(type(m) is torch.nn.BatchNorm2d for m in det.modules())
+    assert all(s.weight is o.weight and s.running_mean is o.running_mean for s, o in zip(swapped, originals))
+    # Outside a process group SyncBatchNorm is plain BatchNorm: same output, and the running
+    # statistics it updates are the original modules' tensors.
+    torch.testing.assert_close(det(x).output, expected)
+    assert all(int(o.num_batches_tracked) == 1 for o in originals if o.training and o.track_running_stats
+               and o.weight.requires_grad)
+    restore()
+    assert {name: type(m) for name, m in det.named_modules()} == before
+    assert [m for m in det.modules() if isinstance(m, torch.nn.BatchNorm2d)] == originals
 
 
 def test_sync_bn_on_cpu_is_refused_with_a_clear_message(monkeypatch):
