@@ -91,3 +91,19 @@ def image_table(scores, threshold: float | None = None) -> list[dict[str, Any]]:
             row["flagged"] = bool(s >= threshold)
         rows.append(row)
     return rows
+
+
+def evaluate_images(detector, data: Any, threshold: float | None = None) -> dict[str, Any]:
+    """The image report: :meth:`Detector.evaluate`'s metrics plus F1 at a threshold and the best F1.
+
+    ``threshold`` defaults to ``detector.threshold_`` (set by ``fit_threshold``); without
+    either, only the oracle ``best_f1`` (threshold chosen on the test labels) is given.
+    ``images`` lists every test image with its file, category, label, score (and flag).
+    """
+    scores = detector.score(data)
+    out = scores.metrics()
+    threshold = detector.threshold_ if threshold is None else threshold
+    out["f1_at_threshold"] = None if threshold is None else f1_at_threshold(scores.scores, scores.labels, threshold)
+    out["best_f1"] = best_f1(scores.scores, scores.labels) if len(set(scores.labels.tolist())) == 2 else None
+    out["images"] = image_table(scores, threshold)
+    return out

@@ -154,3 +154,18 @@ def test_maps_command_writes_a_png_grid_of_the_top_images(defects, tmp_path, cap
     assert all(line.split()[2].split("/")[0] in {"good", "scratch", "spot"} for line in lines)
     assert main(["maps", str(ckpt), "--data", str(defects), "--out", str(tmp_path / "grid.jpg")]) == 2
     assert "--out: expected a .png" in capsys.readouterr().err
+
+
+def test_evaluate_images_reports_f1_at_the_given_threshold(defects):
+    import memad
+    from memad.images import evaluate_images
+
+    det = memad.build("ae", **tiny(), **{"scorer.normalise": "none"})
+    report = evaluate_images(det, defects, threshold=0.0)
+    labels = np.array([row["label"] for row in report["images"]])
+    flagged = np.array([row["flagged"] for row in report["images"]])
+    assert report["f1_at_threshold"] == f1_at_threshold([r["score"] for r in report["images"]], labels, 0.0)
+    # PSNR scorer with normalise=none gives -PSNR < 0: a threshold of 0 flags nothing, so F1 is 0.
+    assert not flagged.any() and report["f1_at_threshold"]["f1"] == 0.0
+    assert 0.0 < report["best_f1"]["f1"] <= 1.0
+    assert evaluate_images(det, defects)["f1_at_threshold"] is None  # no threshold fitted, none given
