@@ -192,8 +192,9 @@ def all_gather_cat(x: Tensor) -> Tensor:
     """
     if not is_distributed():
         return x
+    x = x.contiguous()  # collectives want the default layout (channels-last queries are not)
     parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
-    dist.all_gather(parts, x.contiguous())
+    dist.all_gather(parts, x)
     return torch.cat(parts)
 
 

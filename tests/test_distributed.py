@@ -68,12 +68,13 @@ def _queries(rule_index: int) -> torch.Tensor:
     return torch.randn(STEPS, WORLD * PER_RANK_BATCH, 64, 4, 4, generator=g)  # (steps, global batch, C, h, w)
 
 
-def _memory_items(rule: str, features: torch.Tensor) -> list[torch.Tensor]:
+def _memory_items(rule: str, features: torch.Tensor, channels_last: bool = False) -> list[torch.Tensor]:
     """Items after each training step of the prototype memory on ``features[step]``."""
     mem = memad.build("mnad_pred", **CONFIG, **{"memory.update": rule}).memory.train()
     out = []
     for step in range(features.shape[0]):
-        mem(features[step], update=True)
+        batch = features[step].contiguous(memory_format=torch.channels_last) if channels_last else features[step]
+        mem(batch, update=True)
         out.append(mem.items.clone())
     return out
 
@@ -90,6 +91,7 @@ def _worker(rank: int, port: int, out: str) -> None:
     mine = slice(rank * PER_RANK_BATCH, (rank + 1) * PER_RANK_BATCH)
     for i, rule in enumerate(RULES):
         saved[f"items/{rule}"] = _memory_items(rule, _queries(i)[:, mine])
+    saved["items/mnad/channels_last"] = _memory_items("mnad", _queries(0)[:, mine], channels_last=True)
 
     # 2. train(): one epoch, then a second run resumes from rank 0's checkpoint to reach two.
     run = Path(out) / "run"
@@ -141,6 +143,9 @@ def test_memory_update_equals_one_process_on_the_global_batch(ranks, rule):
         assert torch.equal(a, b), f"{rule}: ranks disagree after step {step + 1}"
         torch.testing.assert_close(a, single[step], rtol=0, atol=1e-6)
     assert (single[-1] - initial).abs().max() > 1e-3  # the items did move
+    if rule == "mnad":  # channels-last queries (train.channels_last on GPUs) gather the same
+        for step in range(STEPS):
+            torch.testing.assert_close(saved[0]["items/mnad/channels_last"][step], single[step], rtol=0, atol=1e-6)
 
 
 def test_training_equals_one_process_and_ranks_agree(ranks):
