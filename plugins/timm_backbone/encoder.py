@@ -11,13 +11,14 @@ import difflib
 import pickle
 from pathlib import Path
 
-import timm
 from torch import Tensor, nn
 
 from memad import Encoder
 
 
 def _unknown_model_message(name: str) -> str:
+    import timm
+
     names = timm.list_models()
     close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
     hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
@@ -51,6 +52,8 @@ class TimmEncoder(Encoder):
         model_args: dict | None = None,
     ):
         super().__init__()
+        import timm  # imported here: it costs seconds, and `memad list` should not pay them
+
         if not timm.is_model(model):
             raise ValueError(_unknown_model_message(model))
         kwargs = dict(model_args or {})
