@@ -151,7 +151,15 @@ class _VideoScorer:
     def __call__(self, frames: Tensor) -> dict[str, Tensor]:
         det, clip = self.det, self.det.clip_length
         n = frames.shape[0] - clip + 1
-        outs: dict[str, list[Tensor]] = {"mse": [], "distance": [], "regular": [], "map": []}
+        # One buffer per output, filled in place: lists of per-frame tensors would cost ~2 KiB of
+        # tensor bookkeeping per frame in sequential mode, more than the outputs themselves.
+        outs: dict[str, Tensor] = {}
+
+        def put(key: str, value: Tensor, at: int) -> None:
+            if key not in outs:
+                outs[key] = value.new_empty((n, *value.shape[1:]))
+            outs[key][at:at + value.shape[0]] = value
+
         steps = torch.arange(clip, device=frames.device)
         for s in range(0, max(n, 0), self.chunk):
             starts = torch.arange(s, min(s + self.chunk, n), device=frames.device)
@@ -160,17 +168,17 @@ class _VideoScorer:
                 out = det(x, update=False)
             pred = out.output.float()
             err = (to_unit_range(pred) - to_unit_range(y)).pow(2)
-            outs["mse"].append(err.flatten(1).mean(1))
+            put("mse", err.flatten(1).mean(1), s)
             reg = regular_score(pred, y)
-            outs["regular"].append(reg)
+            put("regular", reg, s)
             if out.memory.distance is not None:
-                outs["distance"].append(out.memory.distance.float())
+                put("distance", out.memory.distance.float(), s)
             if self.map_hw is not None:
-                outs["map"].append(F.adaptive_avg_pool2d(err.mean(1, keepdim=True), self.map_hw)[:, 0].half())
+                put("map", F.adaptive_avg_pool2d(err.mean(1, keepdim=True), self.map_hw)[:, 0].half(), s)
             if self.writes and out.memory.query is not None:
                 keep = None if self.gate is None else reg < self.gate
                 det.memory.write(out.memory.query, keep)
-        return {k: torch.cat(v).cpu() for k, v in outs.items() if v}
+        return {k: v.cpu() for k, v in outs.items()}
 
 
 def _run(detector, videos: VideoSet, device: torch.device) -> tuple[dict[str, Tensor], np.ndarray, float]:
