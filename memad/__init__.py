@@ -12,6 +12,7 @@ from .errors import CheckpointError, ConfigError, DataError, MemadError, Numeric
 from .registry import get_registry, list_components, register, reload_plugins
 from .detector import Detector, build
 from .checkpoint import load
+from .compare import compare  # the function; the module stays importable as memad.compare
 
 __version__ = "0.1.0"
 
@@ -22,7 +23,7 @@ def list_presets() -> list[str]:
 
 
 __all__ = [
-    "build", "load", "Detector", "register", "list_components", "list_presets", "get_registry",
+    "build", "load", "compare", "Detector", "register", "list_components", "list_presets", "get_registry",
     "reload_plugins", "hookimpl", "Encoder", "Memory", "MemoryOutput", "Decoder", "Scorer", "UpdateRule",
     "FrameStats", "MemadError", "ConfigError", "DataError", "CheckpointError", "NumericalError",
 ]

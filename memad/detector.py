@@ -135,6 +135,46 @@ class Detector(nn.Module):
         """Anomaly score per scored test frame (higher = more anomalous)."""
         return self.score(data).scores
 
+    def fit_threshold(self, data: Any, *, percentile: float | None = None,
+                      contamination: float | None = None) -> "Detector":
+        """Set ``threshold_`` to a percentile of the scores of normal frames; returns ``self``.
+
+        ``data``'s ``training`` split (a folder, ``"synthetic"``), or a VideoSet of normal
+        videos, is scored with this detector's scorer; ``percentile=99`` (the default) or
+        ``contamination=0.01`` flags about 1% of normal frames. The threshold applies to the
+        scorer's output as :meth:`predict` computes it, over the frames of one call: use a
+        scorer with ``normalise: none`` to get scores that mean the same on every video
+        (per-video min-max scaling, the paper's, gives every video a frame scoring 1; see
+        :mod:`memad.threshold`).
+        """
+        import warnings
+
+        from .data import open_split
+        from .evaluation import score_videos
+        from .threshold import threshold_from_scores
+
+        if self.scorer.config().get("normalise") == "video":
+            warnings.warn(f"{self.config['name']}: scorer {self.config['scorer']['name']!r} normalises scores per "
+                          f"video, so the threshold is relative to each video's range; set scorer.normalise=none "
+                          f"for a threshold that means the same on every video", stacklevel=2)
+        normal = score_videos(self, open_split(data, "training", self.config))
+        self.threshold_ = threshold_from_scores(normal.scores, percentile, contamination)
+        return self
+
+    def predict(self, data: Any) -> np.ndarray:
+        """0/1 per scored test frame (1 = anomalous: score at or above ``threshold_``).
+
+        ``data`` is what :meth:`score` takes, or the :class:`~memad.evaluation.Scores` it
+        returned (to avoid scoring twice). Frames line up with ``score(data).frame``.
+        """
+        from .evaluation import Scores
+        from .threshold import predict_labels
+
+        if self.threshold_ is None:
+            raise cfgmod.ConfigError(f"{self.config['name']}: no threshold_; call fit_threshold(data) first")
+        scores = data.scores if isinstance(data, Scores) else self.score(data).scores
+        return predict_labels(scores, self.threshold_)
+
     def score_video(self, frames: Tensor | np.ndarray) -> np.ndarray:
         """Anomaly scores of one video given as frames ``(T, C, H, W)`` (uint8, or float in [-1, 1]).
 

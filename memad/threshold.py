@@ -1,0 +1,94 @@
+"""Deployment thresholds: pick a score threshold from normal data, then call frames 0/1.
+
+Threshold-free metrics (AUROC, AUPR, EER) rank frames; a deployed detector must decide.
+:func:`fit_threshold` picks the threshold as a percentile of anomaly scores on normal
+frames (``percentile=99`` lets about 1% of normal frames through as false alarms;
+``contamination=c`` is the same as ``percentile=100 * (1 - c)``). A frame is called
+anomalous when its score is **at or above** the threshold.
+
+Which score the threshold applies to
+    The detector's own scorer output, computed over the set of frames passed in one call.
+    With ``scorer.normalise: none`` a frame's score depends on that frame alone, so a
+    threshold fitted on training videos means the same thing on any later video: the
+    natural choice for deployment. With ``global`` the scores are min-max scaled over
+    all frames of the call, and with ``video`` (the paper's default) over each video:
+    every video then has a frame scoring 1, so the threshold flags the top of *every*
+    video, anomalous or not. Per-video scaling compensates for differences between
+    scenes and is what the paper's AUROC numbers use; it needs the whole video before
+    any frame is scored (offline) and makes the threshold relative to each video.
+
+>>> import numpy as np
+>>> t = threshold_from_scores(np.arange(10.0), percentile=90)
+>>> round(t, 2), predict_labels(np.array([8.0, 8.1, 9.5]), t).tolist()
+(8.1, [0, 1, 1])
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import precision_recall_fscore_support
+
+from .errors import ConfigError, NumericalError
+
+__all__ = ["resolve_percentile", "threshold_from_scores", "predict_labels", "precision_recall_f1",
+           "DEFAULT_PERCENTILE"]
+
+#: Used when neither ``percentile`` nor ``contamination`` is given: 1% of normal frames flagged.
+DEFAULT_PERCENTILE = 99.0
+
+
+def resolve_percentile(percentile: float | None = None, contamination: float | None = None) -> float:
+    """The percentile of normal scores to use; exactly one of the two may be given.
+
+    >>> resolve_percentile(contamination=0.05)
+    95.0
+    """
+    if percentile is not None and contamination is not None:
+        raise ConfigError(f"give percentile or contamination, not both (got percentile={percentile!r}, "
+                          f"contamination={contamination!r})")
+    if contamination is not None:
+        if isinstance(contamination, bool) or not isinstance(contamination, (int, float)) \
+                or not 0.0 <= contamination < 1.0:
+            raise ConfigError(f"contamination: expected a fraction in [0, 1), got {contamination!r}")
+        return 100.0 * (1.0 - float(contamination))
+    if percentile is None:
+        return DEFAULT_PERCENTILE
+    if isinstance(percentile, bool) or not isinstance(percentile, (int, float)) or not 0.0 < percentile <= 100.0:
+        raise ConfigError(f"percentile: expected a value in (0, 100], got {percentile!r}")
+    return float(percentile)
+
+
+def threshold_from_scores(normal_scores: np.ndarray, percentile: float | None = None,
+                          contamination: float | None = None) -> float:
+    """The ``percentile`` of ``normal_scores`` (linear interpolation between frames)."""
+    scores = np.asarray(normal_scores, dtype=np.float64).reshape(-1)
+    if scores.size == 0:
+        raise ConfigError("cannot fit a threshold: no normal scores")
+    bad = ~np.isfinite(scores)
+    if bad.any():
+        raise NumericalError(f"cannot fit a threshold: {int(bad.sum())} of {scores.size} normal scores are NaN or "
+                             f"infinite (first at index {int(np.argmax(bad))})")
+    return float(np.percentile(scores, resolve_percentile(percentile, contamination)))
+
+
+def predict_labels(scores: np.ndarray, threshold: float) -> np.ndarray:
+    """0/1 per score: 1 where the score is at or above ``threshold``."""
+    if threshold is None or not math.isfinite(float(threshold)):
+        raise ConfigError(f"threshold: expected a finite number, got {threshold!r} (call fit_threshold first)")
+    return (np.asarray(scores, dtype=np.float64) >= float(threshold)).astype(np.int8)
+
+
+def precision_recall_f1(labels: np.ndarray, predicted: np.ndarray) -> dict[str, Any]:
+    """Precision, recall and F1 of 0/1 ``predicted`` against 0/1 ``labels`` (0 where undefined).
+
+    >>> precision_recall_f1(np.array([1, 1, 0, 0]), np.array([1, 0, 1, 0]))
+    {'precision': 0.5, 'recall': 0.5, 'f1': 0.5, 'flagged': 2}
+    """
+    labels, predicted = np.asarray(labels).astype(int), np.asarray(predicted).astype(int)
+    if labels.shape != predicted.shape:
+        raise ValueError(f"labels {labels.shape} and predictions {predicted.shape} differ in shape")
+    p, r, f, _ = precision_recall_fscore_support(labels, predicted, average="binary", pos_label=1, zero_division=0)
+    return {"precision": float(p), "recall": float(r), "f1": float(f), "flagged": int(predicted.sum())}
