@@ -171,7 +171,7 @@ def split_videos(lengths: list[int] | np.ndarray, world: int | None = None) -> l
     """Video indices per rank, balanced by frames (longest first to the least loaded rank).
 
     >>> split_videos([10, 50, 20, 30], world=2)
-    [[1], [3, 2, 0]]
+    [[1, 0], [3, 2]]
     """
     world = world_size() if world is None else world
     load = [0] * world
