@@ -49,11 +49,12 @@ def attention_entropy(weights: Tensor, eps: float = 1e-12) -> Tensor:
 
 
 class MemAEMemory(Memory):
-    """``items`` vectors of the feature dimension, read as ``w_hat @ items`` at every position.
+    """MemAE's memory: a sparse (hard-shrunk) softmax over items learned by gradient, read per position.
 
-    The memory is an ``nn.Parameter`` trained with the rest of the network; nothing is
-    written outside the gradient step. Features may be ``(B, C, h, w)`` or
-    ``(B, C, t, h, w)`` (3D models): each position's C-vector is one query.
+    Each position's feature vector is replaced by ``w_hat @ items``. The items are an
+    ``nn.Parameter`` trained with the rest of the network; nothing is written outside the
+    gradient step. Features may be ``(B, C, h, w)`` or ``(B, C, t, h, w)`` (3D models):
+    each position's C-vector is one query.
 
     Args:
         in_channels: feature dimension (the encoder's last width), filled in by memad.
