@@ -153,7 +153,7 @@ class Detector(nn.Module):
         from .evaluation import score_videos
         from .threshold import threshold_from_scores
 
-        if self.scorer.config().get("normalise") == "video":
+        if getattr(self.scorer, "normalise", self.scorer.config().get("normalise")) == "video":
             warnings.warn(f"{self.config['name']}: scorer {self.config['scorer']['name']!r} normalises scores per "
                           f"video, so the threshold is relative to each video's range; set scorer.normalise=none "
                           f"for a threshold that means the same on every video", stacklevel=2)

@@ -79,7 +79,8 @@ def roc_curves(
     fig, ax = plt.subplots(figsize=(5.2, 5.0))
     for colour, (name, pairs) in zip(_colours(len(runs)), runs.items()):
         aucs = [roc_auc_score(lab, s) for lab, s in pairs if len(np.unique(lab)) == 2]
-        label = f"{name} (AUROC {np.mean(aucs):.3f})" if aucs else name
+        label = name if not aucs else f"{name} (AUROC {np.mean(aucs):.3f}" + (
+            f", mean of {len(aucs)})" if len(aucs) > 1 else ")")
         for i, (labels, scores) in enumerate(pairs):
             labels = np.asarray(labels).astype(int)
             if len(np.unique(labels)) < 2:
