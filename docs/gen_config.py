@@ -1,0 +1,186 @@
+"""Generate docs/config.md, the config reference, from the code.
+
+The fixed sections come from the ``DataConfig``/``TrainConfig``/``TestConfig`` dataclasses
+(their ``#:`` comments are the descriptions); the component sections from the built-in
+registered components' constructor signatures. ``tests/test_docs_config.py`` fails when the
+committed file differs from what this script writes, so rerun it after changing either::
+
+    python docs/gen_config.py            # rewrite docs/config.md
+    python docs/gen_config.py --check    # exit 1 if docs/config.md is stale
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import inspect
+import json
+import re
+import sys
+import typing
+from pathlib import Path
+from typing import Any
+
+from memad import config as cfgmod
+from memad.registry import get_registry
+
+TARGET = Path(__file__).with_name("config.md")
+COMPONENT_KINDS = ("encoder", "memory", "update_rule", "decoder", "scorer")
+#: What this reference covers: memad's own components, not whatever else is installed.
+BUILTIN_SOURCE = re.compile(r"^memad [(0-9]")
+PLURAL = {"encoder": "Encoders", "memory": "Memories", "update_rule": "Update rules", "decoder": "Decoders",
+          "scorer": "Scorers"}
+#: Descriptions of fields whose dataclass has no ``#:`` comment for them.
+FALLBACK = {
+    "train.epochs": "Passes over the training clips (the learning rate follows a cosine over them).",
+    "train.lr": "Adam's learning rate.",
+    "train.weight_decay": "Adam's weight decay.",
+    "train.scheduler": "\"cosine\" anneals the learning rate to 0 over the epochs; \"constant\" keeps it.",
+    "train.seed": "Fixes the initial weights, memory items and clip order (a resumed run draws the same order).",
+    "test.chunk": "Frames per forward pass in batched mode.",
+}
+
+
+def _value(v: Any) -> str:
+    if v is inspect.Parameter.empty or v is dataclasses.MISSING:
+        return "*required*"
+    return f"`{json.dumps(v) if isinstance(v, (list, tuple, bool, type(None), str)) else v}`"
+
+
+def _field_comments(cls: type) -> dict[str, str]:
+    """``#:`` comment lines written above each field of a dataclass."""
+    out, pending = {}, []
+    for line in inspect.getsource(cls).splitlines():
+        stripped = line.strip()
+        if stripped.startswith("#:"):
+            pending.append(stripped[2:].strip())
+            continue
+        m = re.match(r"^(\w+)\s*:", stripped)
+        if m and pending:
+            out[m.group(1)] = " ".join(pending)
+        pending = []
+    return out
+
+
+def _constraint(meta: typing.Mapping[str, Any]) -> str:
+    if "choices" in meta:
+        return "one of " + ", ".join(f"`{c}`" for c in meta["choices"])
+    if "range" in meta:
+        lo, hi, lo_open = meta["range"]
+        parts = []
+        if lo is not None:
+            parts.append(f"{'>' if lo_open else '>='} {lo}")
+        if hi is not None:
+            parts.append(f"<= {hi}")
+        return ", ".join(parts)
+    return ""
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _section(name: str, schema: type) -> list[str]:
+    hints = typing.get_type_hints(schema)
+    comments = _field_comments(schema)
+    lines = [f"### `{name}`", "", (schema.__doc__ or "").strip().split("\n")[0], "",
+             "| field | type | default | allowed | description |", "|---|---|---|---|---|"]
+    for f in dataclasses.fields(schema):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        lines.append(f"| `{name}.{f.name}` | {_cell(cfgmod._type_name(hints[f.name]))} | {_cell(_value(default))} | "
+                     f"{_constraint(f.metadata)} | {_cell(comments.get(f.name, FALLBACK.get(f'{name}.{f.name}', '')))} |")
+    return lines + [""]
+
+
+def _summary(obj: Any) -> str:
+    doc = inspect.getdoc(obj) or ""
+    return " ".join(doc.split("\n\n")[0].split())
+
+
+def _component(kind: str, entry) -> list[str]:
+    params = cfgmod.component_params(entry.obj)
+    hints = cfgmod._component_hints(entry.obj)
+    lines = [f"#### `{kind}: {entry.name}`", "", _summary(entry.obj) or "(no description)", ""]
+    if not params:
+        return lines + ["No parameters.", ""]
+    lines += ["| parameter | type | default |", "|---|---|---|"]
+    for pname, p in params.items():
+        nested = cfgmod.NESTED_COMPONENTS.get((kind, pname))
+        tp = f"a registered {nested} (name or section)" if nested else cfgmod._type_name(hints.get(pname, p.annotation))
+        tp = "any" if tp in ("_empty", "Parameter.empty") else tp
+        lines.append(f"| `{pname}` | {_cell(tp)} | {_cell(_value(p.default))} |")
+    return lines + [""]
+
+
+def render() -> str:
+    """The text of docs/config.md for the code as it is now."""
+    reg = get_registry()
+    builtin = [e for e in reg if BUILTIN_SOURCE.match(e.source)]
+    out = [
+        "# Config reference",
+        "",
+        "<!-- Generated by docs/gen_config.py from the code; do not edit by hand. -->",
+        "",
+        "A config is a preset (YAML) plus overrides. Every field below can be set with",
+        "`--set key=value` on the command line (values are read as YAML: `--set \"encoder.widths=[16,32,64,128]\"`)",
+        "or as keyword arguments of `memad.build` (`memad.build(\"mnad_pred\", data={\"image_size\": 64})` or",
+        "`**{\"data.image_size\": 64}`). An unknown section, field or component name is an error that lists the",
+        "valid ones. See [concepts.md](concepts.md) for how the parts fit together.",
+        "",
+        "## Top level",
+        "",
+        "| key | meaning |",
+        "|---|---|",
+        "| `name` | the config's name (a preset's name by default); used in messages and run folders |",
+        "| `description` | free text shown by `memad list` |",
+        f"| `task` | {' or '.join(f'`{t}`' for t in cfgmod.TASKS)}: predict the frame after `data.frames` input "
+        "frames, or reconstruct the input |",
+        "| `data`, `train`, `test` | the fixed sections below |",
+        "| `encoder`, `memory`, `decoder`, `scorer` | `{name: <registered component>, <parameter>: <value>, ...}` "
+        "(see [Components](#components)); `memory.update` is itself a component of kind `update_rule` |",
+        "",
+        "## Sections",
+        "",
+    ]
+    for name, schema in cfgmod.SECTIONS.items():
+        out += _section(name, schema)
+    out += [
+        "## Components",
+        "",
+        "Parameters a component takes from the rest of the config are filled in by the detector and cannot be "
+        "set: " + ", ".join(f"`{a}`" for a in sorted(cfgmod.CONTEXT_ARGS)) + ". Setting a component to another "
+        "name (`--set memory=memae` or `memory.name=memae`) starts its section afresh with that component's "
+        "defaults.",
+        "",
+    ]
+    for kind in COMPONENT_KINDS:
+        out += [f"### {PLURAL[kind]}", ""]
+        for entry in (e for e in builtin if e.kind == kind):
+            out += _component(kind, entry)
+    out += ["## Datasets", "", "Names accepted by `--data` besides a folder (see [datasets.md](datasets.md)).", "",
+            "| name | description |", "|---|---|"]
+    out += [f"| `{e.name}` | {_cell(_summary(e.obj))} |" for e in builtin if e.kind == "dataset"]
+    out += ["", "## Presets", "", "| preset | task | description |", "|---|---|---|"]
+    out += [f"| `{e.name}` | {e.obj.get('task', 'reconstruction')} | {_cell(str(e.obj.get('description', '')))} |"
+            for e in builtin if e.kind == "preset"]
+    return "\n".join(out) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 if docs/config.md differs from the code")
+    args = parser.parse_args(argv)
+    text = render()
+    if args.check:
+        current = TARGET.read_text() if TARGET.is_file() else ""
+        if current != text:
+            print(f"{TARGET} is stale: run python docs/gen_config.py", file=sys.stderr)
+            return 1
+        return 0
+    TARGET.write_text(text)
+    print(f"wrote {TARGET}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
