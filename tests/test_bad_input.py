@@ -6,6 +6,7 @@ The dataset folders are built in ``tmp_path`` from tiny generated PNGs.
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import subprocess
@@ -311,3 +312,84 @@ def test_cli_subprocess_unknown_preset(tmp_path):
     assert lines == [l for l in lines if l.startswith("memad: error: ")] and len(lines) == 1, proc.stderr
     assert "unknown preset 'mnad_prd'; did you mean 'mnad_pred'?" in lines[0]
     assert not (tmp_path / "run").exists()
+
+
+# -- docs/reliability.md stays true ---------------------------------------------------------------
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _doc_rows() -> list[dict[str, str]]:
+    """Rows of the 5-column tables (what, happens, error, fragment, test) in docs/reliability.md."""
+    rows = []
+    for line in (REPO / "docs" / "reliability.md").read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
+        if len(cells) != 5 or cells[0] == "What was tried" or set(cells[0]) <= {"-", "|"}:
+            continue
+        rows.append(dict(zip(("what", "happens", "error", "fragment", "test"), (c.strip("`") for c in cells))))
+    return rows
+
+
+def _literal_texts(node: ast.AST, params: list[str], escaped: bool = False) -> list[str]:
+    """The text a ``match=`` argument (or an asserted string) certainly contains."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        # A bare regex: drop its escapes so that ``\[1`` reads as ``[1``.
+        return [node.value if escaped else re.sub(r"\\(.)", r"\1", node.value)]
+    if isinstance(node, ast.JoinedStr):
+        return [t for v in node.values for t in _literal_texts(v, params, escaped)]
+    if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "escape" and node.args:
+        return _literal_texts(node.args[0], params, escaped=True)
+    if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "replace":
+        return _literal_texts(node.func.value, params, escaped)
+    if isinstance(node, ast.Name):  # a parametrized fragment: every string in the parametrize lists
+        return params
+    return []
+
+
+def _asserted(func: ast.FunctionDef) -> tuple[dict[str, list[str]], list[str], bool]:
+    """What a test asserts: ``{exception: [match texts]}``, strings asserted ``in`` output, and
+    whether it checks an exit status of 2."""
+    params = [n.value for d in func.decorator_list for n in ast.walk(d)
+              if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+    raises: dict[str, list[str]] = {}
+    contained: list[str] = []
+    status_2 = False
+    for node in ast.walk(func):
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "raises" and node.args:
+            exc = getattr(node.args[0], "id", None) or getattr(node.args[0], "attr", "")
+            for kw in node.keywords:
+                if kw.arg == "match":
+                    raises.setdefault(exc, []).extend(_literal_texts(kw.value, params))
+        if isinstance(node, ast.Compare) and len(node.ops) == 1:
+            if isinstance(node.ops[0], ast.In):
+                contained.extend(_literal_texts(node.left, params, escaped=True))
+            if isinstance(node.ops[0], ast.Eq) and any(isinstance(c, ast.Constant) and c.value == 2
+                                                       for c in node.comparators):
+                status_2 = True
+    return raises, contained, status_2
+
+
+def test_reliability_doc_is_kept_true():
+    rows = _doc_rows()
+    assert len(rows) > 60
+    trees: dict[str, dict[str, ast.FunctionDef]] = {}
+    problems = []
+    for row in rows:
+        file, _, name = row["test"].partition("::")
+        if file not in trees:
+            path = REPO / file
+            tree = ast.parse(path.read_text()) if path.is_file() else ast.Module(body=[], type_ignores=[])
+            trees[file] = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
+        func = trees[file].get(name)
+        if func is None:
+            problems.append(f"{row['test']}: no such test")
+            continue
+        if row["error"] == "—":
+            continue
+        raises, contained, status_2 = _asserted(func)
+        if row["error"] == "exit 2":
+            ok = status_2 and any(row["fragment"] in text for text in contained)
+        else:
+            ok = any(row["fragment"] in text for text in raises.get(row["error"], []))
+        if not ok:
+            problems.append(f"{row['test']}: does not assert {row['error']} with {row['fragment']!r}")
+    assert not problems, "docs/reliability.md has drifted:\n" + "\n".join(problems)
