@@ -87,8 +87,9 @@ def _section(name: str, schema: type) -> list[str]:
              "| field | type | default | allowed | description |", "|---|---|---|---|---|"]
     for f in dataclasses.fields(schema):
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        text = comments.get(f.name, FALLBACK.get(f"{name}.{f.name}", ""))
         lines.append(f"| `{name}.{f.name}` | {_cell(cfgmod._type_name(hints[f.name]))} | {_cell(_value(default))} | "
-                     f"{_constraint(f.metadata)} | {_cell(comments.get(f.name, FALLBACK.get(f'{name}.{f.name}', '')))} |")
+                     f"{_constraint(f.metadata)} | {_cell(text)} |")
     return lines + [""]
 
 

@@ -217,8 +217,8 @@ def top_frames_grid(
         raise DataError(f"top_frames_grid: {len(captions)} captions for {len(values)} scored frames")
     frame_idx = np.asarray(scores.frame)
     if frame_idx.max() >= len(videos):
-        raise DataError(f"top_frames_grid: scores index frame {int(frame_idx.max())}, but {videos.source or 'the split'} "
-                        f"holds {len(videos)} frames (pass the split that was scored)")
+        raise DataError(f"top_frames_grid: scores index frame {int(frame_idx.max())}, but "
+                        f"{videos.source or 'the split'} holds {len(videos)} frames (pass the split that was scored)")
     order = np.argsort(-np.nan_to_num(values, nan=-np.inf), kind="stable")[:k]
     k = len(order)
     columns = min(columns, k)
