@@ -68,8 +68,10 @@ def f1_at_threshold(scores: np.ndarray, labels: np.ndarray, threshold: float) ->
 def best_f1(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     """The highest F1 over all thresholds, and that threshold (an oracle: it looks at the test labels).
 
-    >>> best_f1(np.array([.1, .6, .7, .2]), np.array([0, 0, 1, 1]))["f1"]
-    0.6666666666666666
+    Flagging ``>= 0.2`` catches both anomalies with one false alarm: P = 2/3, R = 1, F1 = 0.8.
+
+    >>> best_f1(np.array([.1, .6, .7, .2]), np.array([0, 0, 1, 1]))
+    {'threshold': 0.2, 'f1': 0.8}
     """
     precision, recall, thresholds = precision_recall_curve(np.asarray(labels).astype(int), scores)
     with np.errstate(invalid="ignore", divide="ignore"):
