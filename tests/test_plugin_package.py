@@ -1,11 +1,14 @@
 """A third-party plugin package, installed for real, reaches memad through its entry point;
 a plugin that raises at import is reported without stopping the others."""
 
+import fcntl
+import hashlib
 import importlib
 import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -30,12 +33,23 @@ def _env(**extra):
     return env
 
 
+def _install_topk() -> None:
+    # pytest-xdist workers may each reach this fixture: one pip at a time in this environment.
+    lock_path = Path(tempfile.gettempdir()) / f"memad-topk-install-{hashlib.sha1(sys.prefix.encode()).hexdigest()[:12]}.lock"
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            done = subprocess.run(
+                [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index",
+                 "-e", str(PACKAGE)], capture_output=True, text=True, timeout=300)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    assert done.returncode == 0, done.stderr
+
+
 @pytest.fixture(scope="module")
 def topk_installed():
-    done = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index", "-e",
-         str(PACKAGE)], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
+    _install_topk()
     # The editable install's import hook is set up at interpreter start; this process gets the path.
     sys.path.insert(0, str(PACKAGE))
     importlib.invalidate_caches()
