@@ -48,3 +48,11 @@ def test_presets_come_from_memad():
     listed = memad.list_components("preset")
     for preset in PRESETS:
         assert listed[preset].startswith("memad "), (preset, listed[preset])
+
+
+def test_new_components_are_listed_with_their_distribution():
+    listed = memad.list_components()
+    expected = {"memory": ["memae"], "encoder": ["memae3d", "memae2d", "timm"], "decoder": ["memae3d", "memae2d"]}
+    for kind, names in expected.items():
+        for name in names:
+            assert listed[kind][name].startswith("memad "), (kind, name, listed[kind][name])
