@@ -52,11 +52,6 @@ def config():
     return memad.build("ae", **tiny()).config
 
 
-def load(root: Path, split: str = "training", config_=None, labels=None) -> VideoSet:
-    cfg = config_ or memad.build("ae", **tiny()).config
-    return open_split(root, split, cfg, labels=labels)
-
-
 # -- dataset folders ---------------------------------------------------------------------
 def test_missing_dataset_folder(tmp_path, config):
     with pytest.raises(DataError, match="no such folder, and not a registered dataset") as err:
