@@ -102,6 +102,9 @@ def train(detector, data: Any, *, epochs: int | None = None, out: str | Path | N
         if distributed.is_main():
             ckpt_path.parent.mkdir(parents=True, exist_ok=True)
             (ckpt_path.parent / "config.yaml").write_text(to_yaml(cfg))
+            # Half-written saves of a run that was killed (atomic_save's temporary files).
+            for stale in ckpt_path.parent.glob(f".{CHECKPOINT_NAME}.*.tmp"):
+                stale.unlink(missing_ok=True)
         if resume and ckpt_path.is_file():  # every rank reads it; DDP then starts from rank 0's copy
             start_epoch = _resume(detector, opt, sched, ckpt_path, device)
     model, unwrap = distributed.wrap(detector, device, sync_bn=tcfg["sync_bn"])  # DDP under torchrun

@@ -171,3 +171,17 @@ def test_saved_checkpoint_is_readable_by_others(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_next_run_removes_half_written_saves(tmp_path):
+    """What a save killed mid-write leaves behind is removed when training starts in that folder again."""
+    from memad.data.synthetic import SyntheticSpec, make_synthetic
+
+    stale = tmp_path / ".checkpoint.pt.0123456789ab.tmp"
+    stale.write_bytes(b"half a checkpoint")
+    other = tmp_path / ".notes.tmp"
+    other.write_text("not ours")
+    train = make_synthetic("training", (32, 32), 3, 32, SyntheticSpec(train_videos=1, frames_per_video=8))
+    memad.build("ae", **tiny(train={"max_steps_per_epoch": 1})).fit(train, out=tmp_path)
+    assert not stale.exists() and other.exists()
+    assert read_checkpoint(tmp_path / "checkpoint.pt")["epoch"] == 1
