@@ -73,6 +73,12 @@ class TrainConfig:
     device: str = "auto"
     #: bfloat16 autocast on CUDA (ignored on CPU).
     amp: bool = True
+    #: Weights and batches in channels-last layout (NHWC), used for training and testing;
+    #: "auto" turns it on for CUDA only, where convolutions run faster in that layout.
+    channels_last: bool | Literal["auto"] = "auto"
+    #: torch.compile the encoder and decoder (training and testing): false, true (mode
+    #: "default"), or a mode name. Compiling takes time up front and needs a C++ compiler on CPU.
+    compile: bool | Literal["default", "reduce-overhead", "max-autotune"] = False
     #: Clips per epoch are all clips of the training videos; this caps them (0 = all).
     max_steps_per_epoch: int = field(default=0, metadata=_range(0))
     #: Show a tqdm progress bar.

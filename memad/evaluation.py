@@ -32,7 +32,7 @@ from . import distributed
 from .data import VideoSet, open_split, to_float
 from .errors import DataError, NumericalError
 from .interfaces import FrameStats, psnr_from_mse, to_unit_range
-from .training import autocast, check_channels, pick_device
+from .training import autocast, check_channels, pick_device, prepare_model, to_model_layout, uses_channels_last
 
 
 def regular_score(output: Tensor, target: Tensor) -> Tensor:
@@ -146,6 +146,7 @@ class _VideoScorer:
         self.chunk = 1 if self.sequential else tc["chunk"]
         self.amp = detector.config["train"]["amp"]
         self.map_hw = map_hw
+        self.channels_last = uses_channels_last(detector.config["train"], device)
 
     @torch.no_grad()
     def __call__(self, frames: Tensor) -> dict[str, Tensor]:
@@ -165,7 +166,7 @@ class _VideoScorer:
             starts = torch.arange(s, min(s + self.chunk, n), device=frames.device)
             x, y = det.split_clip(to_float(frames[starts[:, None] + steps].to(self.device, non_blocking=True)))
             with autocast(self.device, self.amp):
-                out = det(x, update=False)
+                out = det(to_model_layout(x, self.channels_last), update=False)
             pred = out.output.float()
             err = (to_unit_range(pred) - to_unit_range(y)).pow(2)
             put("mse", err.flatten(1).mean(1), s)
@@ -234,7 +235,8 @@ def score_videos(detector, data: Any, labels: str | Path | None = None) -> Score
     check_channels(detector, videos)
     device = distributed.setup(cfg["train"]["device"])  # under torchrun: joins the process group, cuda:LOCAL_RANK
     was_training = detector.training
-    detector.to(device).eval()
+    prepare_model(detector, device)
+    detector.eval()
     try:
         raw, frame_idx, seconds = _run(detector, videos, device)
     finally:

@@ -41,6 +41,37 @@ def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextM
     return contextlib.nullcontext()
 
 
+def uses_channels_last(train_cfg: dict[str, Any], device: torch.device) -> bool:
+    """Whether ``train.channels_last`` is on for ``device`` ("auto": CUDA only)."""
+    setting = train_cfg.get("channels_last", False)
+    return device.type == "cuda" if setting == "auto" else bool(setting)
+
+
+def to_model_layout(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    """A 4-d batch in the layout the model's weights use."""
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+def prepare_model(detector, device: torch.device) -> bool:
+    """Move ``detector`` to ``device`` and apply ``train.channels_last`` and ``train.compile``.
+
+    Idempotent. Compiling uses ``nn.Module.compile`` on the encoder and decoder, which
+    keeps the parameter names (checkpoints stay loadable without compile). Returns
+    whether batches should be converted to channels-last.
+    """
+    tcfg = detector.config["train"]
+    channels_last = uses_channels_last(tcfg, device)
+    detector.to(device)
+    if channels_last:
+        detector.to(memory_format=torch.channels_last)
+    mode = tcfg.get("compile", False)
+    if mode:
+        for part in (detector.encoder, detector.decoder):
+            if getattr(part, "_compiled_call_impl", None) is None:
+                part.compile(mode=None if mode is True else mode, dynamic=False)
+    return channels_last
+
+
 def check_channels(detector, videos: VideoSet) -> None:
     """Refuse frames whose channels or size differ from the config's (folders are converted on load;
     a VideoSet or tensor given directly is not)."""
@@ -93,8 +124,11 @@ def train(detector, data: Any, *, epochs: int | None = None, out: str | Path | N
         raise DataError(f"{videos.source}: {len(starts)} training clips are fewer than train.batch_size={bs}"
                         + (f" x {distributed.world_size()} processes" if distributed.world_size() > 1 else ""))
 
-    detector.to(device)
+    channels_last = prepare_model(detector, device)
     frames = videos.frames.to(device)
+    # Clip starts and the epoch order live on the device: indexing with host tensors would
+    # copy them over, and a pageable host-to-device copy waits for the GPU at every step.
+    starts = starts.to(device)
     opt, sched = make_optimizer(detector, tcfg, epochs)
     start_epoch = 0
     ckpt_path = Path(out) / CHECKPOINT_NAME if out is not None else None
@@ -113,7 +147,7 @@ def train(detector, data: Any, *, epochs: int | None = None, out: str | Path | N
     t0 = time.perf_counter()
     for epoch in range(start_epoch, epochs):
         detector.train()
-        order = distributed.shard(_epoch_order(len(starts), tcfg["seed"], epoch))
+        order = distributed.shard(_epoch_order(len(starts), tcfg["seed"], epoch).to(device))
         totals = torch.zeros(3, device=device)  # loss, reconstruction, memory
         bar = tqdm(range(steps), desc=f"{cfg['name']} epoch {epoch + 1}/{epochs}", leave=False,
                    disable=not tcfg["progress"] or not distributed.is_main(), dynamic_ncols=True)
@@ -121,7 +155,7 @@ def train(detector, data: Any, *, epochs: int | None = None, out: str | Path | N
             idx = starts[order[step * bs:(step + 1) * bs]]
             x, y = detector.split_clip(to_float(gather_clips(frames, idx, clip)))
             with autocast(device, amp):
-                out_ = model(x, update=True)
+                out_ = model(to_model_layout(x, channels_last), update=True)
                 rec = F.mse_loss(out_.output.float(), y)
                 loss = rec + out_.memory.loss
             opt.zero_grad(set_to_none=True)
@@ -177,4 +211,4 @@ def _resume(detector, opt, sched, path: Path, device: torch.device) -> int:
     return int(data.get("epoch", 0))
 
 
-__all__ = ["train", "pick_device", "autocast", "CHECKPOINT_NAME", "atomic_save"]
+__all__ = ["train", "pick_device", "autocast", "prepare_model", "to_model_layout", "CHECKPOINT_NAME", "atomic_save"]

@@ -110,8 +110,14 @@ class PrototypeMemory(Memory):
 
     @torch.no_grad()
     def write(self, query: Tensor, keep: Tensor | None = None) -> None:
+        if keep is not None and keep.numel() == 1 and query.shape[0] == 1:
+            # One frame (the sequential test): update, then keep the old items where the gate
+            # says no. A select on the device, where indexing by the mask would wait for the GPU.
+            updated = self.update_rule(self.items, self._flat(query.float()))
+            self.items = torch.where(keep.reshape(()), updated, self.items)
+            return
         if keep is not None:
-            query = query[keep]
+            query = query[keep]  # several frames: one host sync per chunk, to size the kept queries
         if query.shape[0] == 0:
             return
         self.items = self.update_rule(self.items, self._flat(query.float()))
