@@ -10,13 +10,16 @@ docs/images.md (no test-time memory writes), each (variant, digit) through ``mem
     python benchmarks/digits.py --variants ae mnad_recon --digits 3 --seeds 1
 
 Writes ``benchmarks/results/digits.json`` (every run), ``digits.md`` (the table of
-docs/benchmarks.md) and ``digits_auroc.png`` (AUROC per digit, mean and spread).
+docs/benchmarks.md) and ``digits_auroc.png`` (AUROC per digit, mean and spread); the run folders (checkpoints, scores) go under
+``<out>/compare/``, which git ignores, and a rerun reuses the finished ones.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -71,6 +74,24 @@ def run_digit(variant: str, digit: int, seeds: int, epochs: int | None, out: Pat
                         "threshold": m.get("threshold"), "auroc_vs_digit": per_digit,
                         "train_seconds": m["train_seconds"], "parameters": m["params"]})
     return records
+
+
+def _commit() -> str | None:
+    """The checked-out commit (with ``-dirty`` when tracked files differ from it), None outside git."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent, check=True,
+                              capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "memad", "plugins", "benchmarks/digits.py"],
+                               cwd=Path(__file__).parent.parent).returncode != 0
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("-dirty" if dirty else "")
+
+
+def torch_version() -> str:
+    import torch
+
+    return torch.__version__
 
 
 def _one_thread() -> None:
@@ -167,7 +188,8 @@ def main(argv: list[str] | None = None) -> None:
     summary = summarise(runs, args.variants, args.digits)
     settings = {**SMALL, **({} if args.epochs is None else {"train.epochs": args.epochs})}
     meta = {"settings": settings, "variants": {v: VARIANTS[v] for v in args.variants}, "seeds": args.seeds,
-            "digits": args.digits, "wall_seconds": time.perf_counter() - t0}
+            "digits": args.digits, "wall_seconds": time.perf_counter() - t0, "jobs": args.jobs,
+            "commit": _commit(), "cpus": os.cpu_count(), "torch": torch_version()}
     (args.out / "digits.json").write_text(json.dumps({"meta": meta, "summary": summary, "runs": runs}, indent=1))
     table = markdown(summary, args.digits, args.seeds)
     (args.out / "digits.md").write_text(table)
