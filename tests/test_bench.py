@@ -1,0 +1,97 @@
+"""benchmarks/bench.py: the per-run record, resuming, and the summary written between the doc's markers."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+import memad
+from memad import training
+from memad.errors import MemadError
+
+REPO = Path(__file__).resolve().parents[1]
+ARGS = ["--data", "synthetic", "--presets", "mnad_pred", "--seeds", "1", "--epochs", "1",
+        "--set", "data.image_size=32", "--set", "encoder.widths=[8,16,32,64]",
+        "--set", "train.max_steps_per_epoch=2", "--set", "test.gate=null", "--set", "test.chunk=16",
+        "--device", "cpu", "--tag", "t", "--no-progress"]
+
+
+def _load_bench():
+    spec = importlib.util.spec_from_file_location("memad_bench_script", REPO / "benchmarks" / "bench.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = _load_bench()
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("bench")
+    assert bench.main(ARGS + ["--results", str(folder)]) == 0
+    return folder
+
+
+def test_record_holds_both_modes_of_the_same_model_and_the_environment(results):
+    data = json.loads((results / "ped2_t.json").read_text())
+    assert data["tag"] == "t" and data["command"][1] == "benchmarks/bench.py" and "--tag t" in data["command_line"]
+    (run,) = data["runs"]
+    seq, bat = run["modes"]["sequential"], run["modes"]["batched"]
+    # Independent of the benchmark: the same seed and steps train the same weights; score them in each mode.
+    config = memad.config.make_config("mnad_pred", {**bench.parse_overrides(ARGS[9:19:2]), "train.epochs": 1,
+                                                    "train.device": "cpu", "train.progress": False})
+    det = memad.build(config)
+    training.train(det, "synthetic")
+    for mode, row in (("sequential", seq), ("batched", bat)):
+        det.config["test"]["mode"] = mode
+        assert det.evaluate("synthetic")["frame_auroc"] == pytest.approx(row["frame_auroc"], abs=1e-9)
+    assert run["frame_auroc"] == seq["frame_auroc"] and run["frame_auroc_batched"] == bat["frame_auroc"]
+    assert run["auroc_batched_minus_sequential"] == pytest.approx(bat["frame_auroc"] - seq["frame_auroc"])
+    assert run["test_fps_sequential"] == pytest.approx(seq["frames"] / seq["seconds"])
+    assert run["train_steps_per_epoch"] == 2 and run["train_epochs_timed"] == 1
+    assert run["train_clips_per_second"] == pytest.approx(2 * 4 / run["train_seconds"])
+    assert run["peak_gpu_mib_train"] is None and run["memory_writes_at_test"] is True
+    env = run["environment"]
+    # Others may commit while the test runs: the recorded commit must be HEAD or one of its ancestors.
+    ancestor = subprocess.run(["git", "merge-base", "--is-ancestor", env["git"]["commit"], "HEAD"], cwd=REPO)
+    assert len(env["git"]["commit"]) == 40 and ancestor.returncode == 0
+    assert env["torch"] == torch.__version__ and env["device_type"] == "cpu"
+    assert run["overrides"]["data.image_size"] == 32 and run["config"]["test"]["gate"] is None
+
+
+def test_rerun_skips_finished_runs_and_refuses_another_config(results, capsys):
+    before = json.loads((results / "ped2_t.json").read_text())["runs"]
+    assert bench.main(ARGS + ["--results", str(results)]) == 0
+    assert json.loads((results / "ped2_t.json").read_text())["runs"] == before
+    assert bench.main(ARGS + ["--results", str(results), "--set", "train.lr=0.001"]) == 2
+    assert "train.lr: 0.0002 there, 0.001 now" in capsys.readouterr().err
+
+
+def test_summary_rewrites_only_the_text_between_the_markers(results, tmp_path):
+    doc = tmp_path / "doc.md"
+    before, after = "# Title\n\nintro\n", "\n## Later section\n\nkept as is\n"
+    doc.write_text(before + "<!-- BEGIN bench-summary (generated) -->\nold table\n<!-- END bench-summary -->"
+                   + after)
+    assert bench.main(["--summary-only", "--results", str(results), "--doc", str(doc)]) == 0
+    text = doc.read_text()
+    assert text.startswith(before + "<!-- BEGIN bench-summary (generated) -->\n") and text.endswith(
+        "<!-- END bench-summary -->" + after)
+    assert "old table" not in text and (results / "ped2_auroc.png").is_file()
+    run = json.loads((results / "ped2_t.json").read_text())["runs"][0]
+    row = next(line for line in text.splitlines() if line.startswith("| `ped2_t.json` | mnad_pred | 32px"))
+    assert f"| {100 * run['frame_auroc']:.2f} |" in row  # one seed: the value, no spread
+
+
+def test_summary_statistics_and_marker_errors():
+    assert bench._mean_std([1.0, 2.0, 3.0]) == (2.0, 1.0)  # sample standard deviation
+    assert bench._fmt([0.9, 0.92, None], 1, 100) == "91.0 ± 1.4"
+    with pytest.raises(MemadError, match="has no '<!-- END bench-summary -->'"):
+        bench.replace_between_markers("<!-- BEGIN bench-summary -->\nno end\n", "x")
+    with pytest.raises(MemadError, match="no line starting with"):
+        bench.replace_between_markers("nothing here\n", "x")
