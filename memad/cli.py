@@ -49,7 +49,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         return 0
     for kind in KINDS:
         entries = [e for e in reg if e.kind == kind]
-        print(f"{kind}s:" if not kind.endswith("s") else f"{kind}:")
+        print("memories:" if kind == "memory" else f"{kind}s:")
         width = max((len(e.name) for e in entries), default=0)
         for e in entries:
             desc = e.obj.get("description", "") if kind == "preset" else (e.obj.__doc__ or "").strip().split("\n")[0]
