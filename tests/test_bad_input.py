@@ -67,8 +67,9 @@ def test_empty_dataset_folder(tmp_path, config):
 
 def test_no_video_folders(tmp_path, config):
     (tmp_path / "training" / "frames").mkdir(parents=True)
-    with pytest.raises(DataError, match="no video folders inside"):
+    with pytest.raises(DataError, match="no video folders inside") as err:
         open_split(tmp_path, "training", config)
+    assert f"expected {tmp_path / 'training' / 'frames'}/<video>/<frame>.jpg" in str(err.value)
 
 
 def test_empty_video_folder(tmp_path, config):
@@ -107,8 +108,9 @@ def test_frame_names_not_numbers(tmp_path, config):
 
 def test_two_frames_with_one_number(tmp_path, config):
     write_video(tmp_path, "training", "01", 2, names=["1.png", "001.png"])
-    with pytest.raises(DataError, match="two frame files are numbered 1"):
+    with pytest.raises(DataError, match=re.escape("two frame files are numbered 1 (001.png and 1.png)")) as err:
         open_split(tmp_path, "training", config)
+    assert str(tmp_path / "training" / "frames" / "01") in str(err.value)
 
 
 def test_frame_numbers_sort_numerically(tmp_path, config):
@@ -138,7 +140,7 @@ def test_several_label_files(tmp_path, config):
     write_dataset(tmp_path, test=5)
     np.save(tmp_path / "a.npy", np.zeros(5))
     np.save(tmp_path / "b.npy", np.zeros(5))
-    with pytest.raises(DataError, match="several label files"):
+    with pytest.raises(DataError, match=re.escape("several label files (a.npy, b.npy); pass one with --labels")):
         open_split(tmp_path, "testing", config)
 
 

@@ -135,5 +135,7 @@ def test_an_override_a_preset_does_not_accept_names_the_preset(tmp_path):
 def test_a_finished_run_with_another_config_is_not_silently_reused(tmp_path):
     out = tmp_path / "cmp"
     memad.compare(["ae"], DATA, out=out, overrides=OVERRIDES, progress=False, plots=False)
-    with pytest.raises(memad.ConfigError, match=r"train\.lr"):
+    with pytest.raises(memad.ConfigError, match=r"holds a finished run with a different config \(train\.lr: "
+                                                r"[0-9.e-]+ there, 0\.001 now\)") as err:
         memad.compare(["ae"], DATA, out=out, overrides={**OVERRIDES, "train.lr": 1e-3}, progress=False)
+    assert str(out / "runs" / "ae" / "seed0") in str(err.value)

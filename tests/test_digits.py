@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from sklearn.datasets import load_digits
@@ -51,8 +53,11 @@ def test_pixels_are_the_digit_values_scaled_to_bytes():
 @pytest.mark.parametrize("spec", ["digits", "digits:12", "digits:x"])
 def test_bad_digit_argument_is_named(spec):
     cfg = make_config("ae", {**tiny(), "data.channels": 1})
-    with pytest.raises(DataError, match="digit 0-9"):
+    given = repr(spec.partition(":")[2]) if ":" in spec else "None"
+    with pytest.raises(DataError, match=re.escape("dataset 'digits' needs the normal digit 0-9 as its argument "
+                                                  "(e.g. digits:3), got ")) as err:
         open_split(spec, "training", cfg)
+    assert str(err.value).endswith(f"got {given}")
 
 
 def test_tiny_run_reports_auroc_against_each_other_digit():

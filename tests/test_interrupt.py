@@ -95,6 +95,60 @@ def test_sigkill_mid_epoch_resumes_to_the_same_weights(tmp_path):
         assert torch.equal(tensor, got["model"][name]), name
 
 
+COMPARE_EPOCHS = 4
+COMPARE_ARGS = [
+    "compare", "ae", "--data", "digits:0", "--epochs", str(COMPARE_EPOCHS), "--device", "cpu", "--no-plots",
+    "--set", "data.image_size=16", "--set", "data.channels=1", "--set", "encoder.widths=[8,16,32,64]",
+    "--set", "train.max_steps_per_epoch=6", "--set", "train.progress=false", "--set", "scorer.normalise=none",
+]
+
+
+def _start_compare(out: Path, *extra: str) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "memad", *COMPARE_ARGS, "--out", str(out), *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+
+
+def test_sigkill_during_compare_resumes_the_unfinished_run(tmp_path):
+    """``memad compare`` killed while training its second seed: the rerun reuses the finished seed and
+    resumes the other from its checkpoint, ending where an uninterrupted run of that seed ends."""
+    out, ref_out = tmp_path / "cmp", tmp_path / "reference"
+    reference = _start_compare(ref_out, "--seeds", "1", "--seed", "1")  # seed 1 alone, never interrupted
+    victim = _start_compare(out, "--seeds", "2", "--seed", "0")
+    seed0, seed1 = out / "runs/ae/seed0", out / "runs/ae/seed1"
+    try:
+        _wait_for_saves(seed1 / "checkpoint.pt", 1, victim)  # seed 0 is finished, seed 1 has saved epoch 1
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(timeout=30)
+    finally:
+        if victim.poll() is None:
+            victim.kill()
+    assert victim.returncode == -signal.SIGKILL
+    assert (seed0 / "metrics.json").is_file() and not (seed1 / "metrics.json").exists()
+    saved = read_checkpoint(seed1 / "checkpoint.pt")
+    stopped_at = saved["epoch"]
+    assert 1 <= stopped_at < COMPARE_EPOCHS, "the kill did not land inside seed 1's training"
+    finished = (seed0 / "metrics.json").read_text()
+
+    resumed = _start_compare(out, "--seeds", "2", "--seed", "0")  # the same command again
+    stdout, stderr = resumed.communicate(timeout=240)
+    assert resumed.returncode == 0, stderr.decode()
+    _finish(reference)
+    assert "2 runs (1 reused)" in stderr.decode()
+    assert (seed0 / "metrics.json").read_text() == finished  # the finished run was not redone
+    history = json.loads((seed1 / "history.json").read_text())
+    assert [h["epoch"] for h in history] == list(range(1, COMPARE_EPOCHS + 1))
+    # Resumed, not restarted: the epochs done before the kill keep their records (wall times included).
+    assert history[:stopped_at] == saved["history"]
+    got = json.loads((seed1 / "metrics.json").read_text())["metrics"]
+    want = json.loads((ref_out / "runs/ae/seed0/metrics.json").read_text())["metrics"]
+    assert got["epochs"] == COMPARE_EPOCHS and got["train_seconds"] > 0
+    for key in ("frame_auroc", "aupr", "threshold", "f1"):  # raw scores: the same model gives the same numbers
+        assert got[key] == want[key], key
+    rows = json.loads((out / "results.json").read_text())["presets"]
+    assert [(r["preset"], r["seeds"]) for r in rows] == [("ae", 2)]
+
+
 # -- atomic saves ------------------------------------------------------------------------------
 def _good_checkpoint(path: Path) -> dict:
     det = memad.build("ae", **tiny())

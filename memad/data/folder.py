@@ -38,7 +38,9 @@ def _numbered_files(folder: Path, suffixes: tuple[str, ...], what: str) -> list[
     stems = [int(p.stem) for p in files]
     if len(set(stems)) != len(stems):
         dup = next(s for s in stems if stems.count(s) > 1)
-        raise DataError(f"{folder}: two {what} files are numbered {dup}")
+        names = sorted(p.name for p in files if int(p.stem) == dup)
+        raise DataError(f"{folder}: two {what} files are numbered {dup} ({' and '.join(names)}); "
+                        f"expected one file per number")
     return files
 
 
