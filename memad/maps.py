@@ -31,8 +31,12 @@ def image_captions(scores) -> list[str] | None:
 
 
 def write_maps(detector, data: Any, out: str | Path, *, top: int = 8, columns: int = 4,
-               labels: str | Path | None = None) -> list[dict[str, Any]]:
-    """Score the test split of ``data``, write the ``top`` highest-scoring maps to ``out``; returns them ranked."""
+               labels: str | Path | None = None, lowest: int = 0) -> list[dict[str, Any]]:
+    """Score the test split of ``data``, write the ``top`` highest-scoring maps to ``out``; returns them ranked.
+
+    With ``lowest``, the grid also shows that many lowest-scoring images (from a new row, on the
+    same colour scale) and the returned list ends with them, lowest last, each with its rank.
+    """
     from .data import open_split
     from .images import image_table
     from .plots import top_frames_grid
@@ -41,11 +45,17 @@ def write_maps(detector, data: Any, out: str | Path, *, top: int = 8, columns: i
     scores = detector.score(test)
     captions = image_captions(scores)
     name = detector.config["name"]
-    top_frames_grid(scores, test, out, k=top, columns=columns, captions=captions,
-                    title=f"{name}: top {min(top, len(scores.scores))} of {len(scores.scores)} by anomaly score")
+    n = len(scores.scores)
+    title = f"{name}: top {min(top, n)} of {n} by anomaly score"
+    ranked = np.argsort(-np.asarray(scores.scores), kind="stable")
+    shown = ranked[:top].tolist()
+    low = [r for r in range(n - 1, -1, -1) if r >= top][:lowest][::-1]  # ranks, lowest last
+    if low:
+        title += f"; from the row after them, the {len(low)} lowest (same colour scale)"
+    top_frames_grid(scores, test, out, k=top, columns=columns, captions=captions, title=title, lowest=lowest)
     rows = image_table(scores, detector.threshold_)
-    order = np.argsort(-scores.scores, kind="stable")[:top]
-    return [{"rank": r + 1, **rows[i]} for r, i in enumerate(order)]
+    return [{"rank": r + 1, **rows[i]} for r, i in enumerate(shown)] + \
+        [{"rank": r + 1, **rows[ranked[r]]} for r in low]
 
 
 @subcommand("maps")
@@ -55,6 +65,8 @@ def setup_maps(p: argparse.ArgumentParser):
     p.add_argument("--data", required=True, help="image folder (train/good, test/<defect>), digits:D, or video data")
     p.add_argument("--top", type=int, default=8, metavar="K", help="how many images (default 8)")
     p.add_argument("--columns", type=int, default=4)
+    p.add_argument("--lowest", type=int, default=0, metavar="M",
+                   help="also show the M lowest-scoring images, for contrast (default 0)")
     p.add_argument("--out", default="maps.png", metavar="FILE.png", help="where to write the grid (default maps.png)")
     p.add_argument("--labels", help="label file for video data (.npy or .mat)")
     p.add_argument("--device")
@@ -68,6 +80,8 @@ def setup_maps(p: argparse.ArgumentParser):
 
         if args.top < 1:
             raise ConfigError(f"--top: expected at least 1 image, got {args.top}")
+        if args.lowest < 0:
+            raise ConfigError(f"--lowest: expected 0 or more images, got {args.lowest}")
         if not str(args.out).lower().endswith(".png"):
             raise ConfigError(f"--out: expected a .png file name, got {args.out!r}")
         det = load(args.checkpoint)
@@ -78,7 +92,8 @@ def setup_maps(p: argparse.ArgumentParser):
             det = Detector(validate(apply_overrides(det.config, overrides)))
             det.load_state_dict(state)
             det.threshold_ = threshold
-        ranked = write_maps(det, args.data, args.out, top=args.top, columns=args.columns, labels=args.labels)
+        ranked = write_maps(det, args.data, args.out, top=args.top, columns=args.columns, labels=args.labels,
+                            lowest=args.lowest)
         for row in ranked:
             label = "" if row["label"] is None else (" anomalous" if row["label"] else " normal")
             flagged = " FLAGGED" if row.get("flagged") else ""

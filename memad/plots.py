@@ -178,6 +178,7 @@ def top_frames_grid(
     title: str | None = None,
     alpha: float = 0.5,
     captions: Sequence[str] | None = None,
+    lowest: int = 0,
 ) -> Figure:
     """A grid of the ``k`` highest-scoring test frames, each with its error heatmap.
 
@@ -198,6 +199,8 @@ def top_frames_grid(
         alpha: opacity of the heatmap.
         captions: one name per scored frame (e.g. image file and defect type), shown
             instead of "video ... frame ..." in the cell titles.
+        lowest: also show this many lowest-scoring frames (the most normal-looking), from a
+            new row, in rank order and on the same colour scale, for contrast.
 
     Returns:
         The matplotlib figure.
@@ -208,8 +211,9 @@ def top_frames_grid(
         result = det.score("synthetic")
         top_frames_grid(result, open_split("synthetic", "testing", det.config), "top.png")
     """
-    if k < 1 or columns < 1:
-        raise ValueError(f"top_frames_grid: k and columns must be >= 1, got k={k}, columns={columns}")
+    if k < 1 or columns < 1 or lowest < 0:
+        raise ValueError(f"top_frames_grid: k and columns must be >= 1 and lowest >= 0, got k={k}, "
+                         f"columns={columns}, lowest={lowest}")
     values = np.asarray(scores.scores, dtype=np.float64)
     if len(values) == 0:
         raise DataError("top_frames_grid: no scored frames")
@@ -219,10 +223,16 @@ def top_frames_grid(
     if frame_idx.max() >= len(videos):
         raise DataError(f"top_frames_grid: scores index frame {int(frame_idx.max())}, but "
                         f"{videos.source or 'the split'} holds {len(videos)} frames (pass the split that was scored)")
-    order = np.argsort(-np.nan_to_num(values, nan=-np.inf), kind="stable")[:k]
+    ranked = np.argsort(-np.nan_to_num(values, nan=-np.inf), kind="stable")
+    order = ranked[:k]
     k = len(order)
     columns = min(columns, k)
-    rows = int(np.ceil(k / columns))
+    # The lowest-scoring frames not already shown, in rank order (lowest last), from a row of their own.
+    shown = set(order.tolist())
+    bottom = [int(i) for i in ranked[::-1][:lowest] if int(i) not in shown][::-1]
+    cells: list[int | None] = [int(i) for i in order] + [None] * (-k % columns) + bottom
+    order = np.asarray([i for i in cells if i is not None], dtype=np.int64)
+    rows = int(np.ceil(len(cells) / columns))
     fig, axes = plt.subplots(rows, columns, figsize=(2.7 * columns, 2.9 * rows), squeeze=False)
     offsets = videos.offsets
     video_of = videos.video_index
@@ -236,10 +246,10 @@ def top_frames_grid(
         ax = axes[cell // columns][cell % columns]
         ax.set_xticks([])
         ax.set_yticks([])
-        if cell >= k:
+        if cell >= len(cells) or cells[cell] is None:
             ax.axis("off")
             continue
-        i = int(order[cell])
+        i = int(cells[cell])
         f = int(frame_idx[i])
         img = _frame_image(videos.frames, f)
         h, w = img.shape[:2]

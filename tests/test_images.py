@@ -163,6 +163,35 @@ def test_maps_command_writes_a_png_grid_of_the_top_images(defects, tmp_path, cap
     assert "--out: expected a .png" in capsys.readouterr().err
 
 
+def test_maps_lowest_adds_the_most_normal_images_on_a_row_of_their_own(defects, tmp_path, capsys):
+    import memad
+    from memad.cli import main
+    from memad.plots import top_frames_grid
+
+    det = memad.build("ae", **tiny(), **{"scorer.normalise": "none"})
+    ckpt = det.save(tmp_path / "ae.pt")
+    test = open_split(defects, "testing", det.config)
+    every = np.sort(det.score(test).scores)[::-1]  # the 10 test scores, highest first
+    out = tmp_path / "grid.png"
+    assert main(["maps", str(ckpt), "--data", str(defects), "--top", "3", "--lowest", "2", "--columns", "3",
+                 "--out", str(out)]) == 0
+    lines = capsys.readouterr().out.rstrip().splitlines()
+    assert [line.split()[0] for line in lines] == ["1.", "2.", "3.", "9.", "10."]
+    np.testing.assert_allclose([float(line.split()[1]) for line in lines], every[[0, 1, 2, 8, 9]], atol=1e-4)
+    # Two rows of three cells: the top three, then the two lowest and one empty cell.
+    fig = top_frames_grid(det.score(test), test, k=3, columns=3, lowest=2)
+    cells = [ax for ax in fig.axes if ax.get_title()]
+    assert len(cells) == 5
+    assert [float(ax.get_title().split("score ")[1].split()[0]) for ax in cells] == \
+        pytest.approx(every[[0, 1, 2, 8, 9]], abs=1e-3)
+    assert len({round(ax.get_position().y0, 3) for ax in cells}) == 2
+    # Asking for more lowest images than remain shows each image once.
+    fig = top_frames_grid(det.score(test), test, k=8, columns=4, lowest=5)
+    assert len([ax for ax in fig.axes if ax.get_title()]) == 10
+    assert main(["maps", str(ckpt), "--data", str(defects), "--lowest", "-1", "--out", str(out)]) == 2
+    assert "--lowest: expected 0 or more images, got -1" in capsys.readouterr().err
+
+
 def test_evaluate_images_reports_f1_at_the_given_threshold(defects):
     import memad
     from memad.images import evaluate_images
