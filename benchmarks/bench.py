@@ -313,8 +313,9 @@ def run_benchmark(presets: Sequence[str], data: Any, *, seeds: int = 3, epochs: 
     """Run (or resume) the benchmark; returns the path of ``ped2_<tag>.json``.
 
     ``copy_to`` gets a copy of the results file after every run (a GPU job's output folder).
-    ``max_minutes``: start no further run once this much time has passed (the file stays
-    resumable). ``warm_up`` (default: on CUDA only) scores a few frames untimed before each mode.
+    ``max_minutes``: start no run that would end after this many minutes at the pace of the
+    longest run so far (for jobs with a time limit; the file stays resumable). ``warm_up``
+    (default: on CUDA only) scores a few frames untimed before each mode.
     """
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise ConfigError(f"--seeds: expected an integer >= 1, got {seeds!r}")
@@ -344,7 +345,7 @@ def run_benchmark(presets: Sequence[str], data: Any, *, seeds: int = 3, epochs: 
         "seeds": seeds, "environment": env,
     }
     splits = SplitCache(data)
-    t_start = time.monotonic()
+    t_start, longest = time.monotonic(), 0.0
     todo = [(p, k) for p in configs for k in range(seeds)]
     bar = tqdm(todo, desc="bench", unit="run", disable=not progress, dynamic_ncols=True)
     for preset, k in bar:
@@ -358,16 +359,18 @@ def run_benchmark(presets: Sequence[str], data: Any, *, seeds: int = 3, epochs: 
                                   f"({diff}); use another --tag")
             bar.set_postfix_str(f"{preset} seed {k}: done before")
             continue
-        if max_minutes is not None and time.monotonic() - t_start > 60 * max_minutes:
-            tqdm.write(f"bench: {max_minutes} min passed, stopping before {preset} seed {k}; rerun with "
-                       f"--tag {tag} to go on")
+        if max_minutes is not None and time.monotonic() - t_start + longest > 60 * max_minutes:
+            tqdm.write(f"bench: stopping before {preset} seed {k}: it would end after {max_minutes} min; rerun "
+                       f"with --tag {tag} to go on")
             break
+        t_run = time.monotonic()
         bar.set_postfix_str(f"{preset} seed {k}")
         ckpt = None if checkpoints is None else Path(checkpoints) / tag / preset / f"seed{k}"
         record = train_and_score(preset, config, splits, dev, checkpoint_dir=ckpt, warm_up=warm_up)
         record.update(seed_index=k, environment=env, command_line=header["command_line"], overrides=overrides,
                       finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
         runs.append(record)
+        longest = max(longest, time.monotonic() - t_run)
         _write_json(path, {**header, "runs": runs})
         if copy_to is not None:
             _write_json(Path(copy_to) / path.name, {**header, "runs": runs})
@@ -603,7 +606,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoints", type=Path,
                    help="save a checkpoint after every epoch under this folder, to resume a killed run "
                         "(costs time: off by default)")
-    p.add_argument("--max-minutes", type=float, help="start no further run after this many minutes")
+    p.add_argument("--max-minutes", type=float,
+                   help="start no run that would end after this many minutes, at the pace of the longest so far")
     p.add_argument("--warm-up", action=argparse.BooleanOptionalAction, default=None,
                    help="score a few frames untimed before each timed test pass (default: on CUDA only)")
     p.add_argument("--profile", action="store_true",
