@@ -7,7 +7,7 @@ event for a stretch of frames, one of:
 - ``cyclist``: a pedestrian-sized object moving four times as fast;
 - ``vehicle``: a large bright box crossing the scene;
 - ``wrong_way``: a pedestrian walking vertically, across the normal flow;
-- ``stranger``: an object of a shape and brightness never seen in training.
+- ``stranger``: a large checkered disc, a shape, brightness and texture never seen in training.
 
 Frame labels and pixel masks come from where the anomalous object was drawn. Everything
 is derived from ``seed``, so the same call gives the same frames on every machine.
@@ -46,7 +46,7 @@ def _background(rng: np.random.Generator) -> np.ndarray:
 
 
 def _draw(frame: np.ndarray, cx: float, cy: float, h: int, w: int, value: float, mask: np.ndarray | None = None,
-          round_shape: bool = False) -> None:
+          round_shape: bool = False, checker: float | None = None) -> None:
     y0, x0 = int(round(cy - h / 2)), int(round(cx - w / 2))
     ys, xs = slice(max(y0, 0), min(y0 + h, NATIVE)), slice(max(x0, 0), min(x0 + w, NATIVE))
     if ys.start >= ys.stop or xs.start >= xs.stop:
@@ -55,7 +55,11 @@ def _draw(frame: np.ndarray, cx: float, cy: float, h: int, w: int, value: float,
     if round_shape:
         yy, xx = np.mgrid[ys, xs]
         region = ((yy - cy) / (h / 2)) ** 2 + ((xx - cx) / (w / 2)) ** 2 <= 1.0
-    frame[ys, xs][region] = value
+    patch = np.full(region.shape, value)
+    if checker is not None:  # 2-pixel squares of ``value`` and ``checker``, fixed to the object
+        yy, xx = np.mgrid[ys, xs]
+        patch[((yy - y0) // 2 + (xx - x0) // 2) % 2 == 1] = checker
+    frame[ys, xs][region] = patch[region]
     if mask is not None:
         mask[ys, xs] |= region
 
@@ -104,7 +108,7 @@ def _render_video(rng: np.random.Generator, spec: SyntheticSpec, event: str | No
             elif event == "wrong_way":
                 _draw(frame, NATIVE / 2 + 10 * direction, _wrap(k * 1.2), 8, 4, 0.18, masks[t])
             elif event == "stranger":
-                _draw(frame, _wrap(ex + direction * 1.0 * k), ey, 10, 10, 0.98, masks[t], round_shape=True)
+                _draw(frame, _wrap(ex + direction * 1.0 * k), ey, 14, 14, 0.98, masks[t], round_shape=True, checker=0.4)
         frames[t] = frame + rng.normal(0, 0.01, frame.shape)
     # A frame is anomalous exactly when the anomalous object is visible in it.
     labels = masks.reshape(n, -1).any(axis=1)
