@@ -95,3 +95,26 @@ def test_summary_statistics_and_marker_errors():
         bench.replace_between_markers("<!-- BEGIN bench-summary -->\nno end\n", "x")
     with pytest.raises(MemadError, match="no line starting with"):
         bench.replace_between_markers("nothing here\n", "x")
+
+
+def _load_cpu_fps():
+    spec = importlib.util.spec_from_file_location("memad_cpu_fps_script", REPO / "benchmarks" / "cpu_fps.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_cpu_fps_measures_the_frames_asked_for_and_marks_modes_without_writes():
+    cpu_fps = _load_cpu_fps()
+    small = {"data.image_size": 32, "encoder.widths": [8, 16, 32, 64]}
+    seq = cpu_fps.measure("mnad_recon", "quick", small, "sequential", 3, repeats=1)
+    assert seq["frames"] == 3 and seq["chunk"] == 1 and seq["memory_writes_at_test"]
+    assert seq["fps"] == pytest.approx(3 / seq["seconds"]) and seq["seconds"] == seq["seconds_per_pass"][0]
+    ae = cpu_fps.measure("ae", "quick", small, "batched", 2, repeats=2)
+    assert ae["chunk"] == 2 and not ae["memory_writes_at_test"] and ae["seconds"] == min(ae["seconds_per_pass"])
+    header = {"environment": bench.environment(torch.device("cpu")), "repeats": 1, "load_average": "0 before"}
+    md = cpu_fps.table([{**seq, "threads": 1}, {**ae, "threads": 1}], header)
+    assert "| ae | 1 | n/a | n/a | = batched |" in md and f"| mnad_recon | 1 | n/a | n/a | {cpu_fps._fps(seq['fps'])} |" in md
+    video = cpu_fps.synthetic_video(5, 3, 16)
+    assert video.frames.shape == (5, 3, 16, 16) and video.frames.dtype == torch.uint8
+    assert torch.equal(video.frames[:, 0], video.frames[:, 2])  # grey: the same in every channel
