@@ -107,7 +107,8 @@ def environment(device: torch.device) -> dict[str, Any]:
         env["cuda"] = torch.version.cuda
         env["cudnn"] = torch.backends.cudnn.version()
     else:
-        env["device"] = f"CPU: {env['cpu']} ({env['torch_threads']} threads of {env['cpu_count']} cores)"
+        threads = env["torch_threads"]
+        env["device"] = f"CPU: {env['cpu']} ({threads} thread{'s' if threads != 1 else ''} of {env['cpu_count']} cores)"
     return env
 
 
@@ -558,6 +559,9 @@ def plot_summary(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
             if vals:
                 ax.bar(x, np.mean(vals), width=0.34, color=colour, alpha=0.45, label=label if i == 0 else None)
                 ax.scatter([x] * len(vals), vals, color=colour, s=14, zorder=3)
+        for seq, bat in zip(row["auroc_seq"], row["auroc_bat"]):  # one line per seed: the same model, two modes
+            if seq is not None and bat is not None:
+                ax.plot([i - 0.18, i + 0.18], [100 * seq, 100 * bat], color="0.4", lw=0.8, zorder=2)
     ax.set_xticks(range(len(rows)))
     ax.set_xticklabels([f"{r['preset']}\n{r['file'].removeprefix('ped2_').removesuffix('.json')}" for r in rows],
                        fontsize=8)
@@ -565,7 +569,8 @@ def plot_summary(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
     if lows:
         ax.set_ylim(max(0.0, min(lows) - 5), 100)
     ax.set_ylabel("frame AUROC on Ped2 (%)")
-    ax.set_title("Ped2: frame AUROC per run (dots) and mean (bars)", fontsize=10)
+    ax.set_title("Ped2 frame AUROC per run (dots) and mean (bars);\na line joins the two test modes of one model",
+                 fontsize=9)
     ax.legend(loc="lower center", bbox_to_anchor=(0.5, -0.42), ncol=2, fontsize=8, frameon=False)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
