@@ -387,21 +387,21 @@ def run_benchmark(presets: Sequence[str], data: Any, *, seeds: int = 3, epochs: 
 # -- profile ---------------------------------------------------------------------------------
 def _profile_table(prof, device: torch.device, rows: int) -> tuple[str, dict[str, float]]:
     """The top ops by self time on the device (CPU on CPU) and the total self times."""
+    from torch.autograd import DeviceType
+
     events = prof.key_averages()
     on_cuda = device.type == "cuda"
-    sort = "self_cuda_time_total" if on_cuda else "self_cpu_time_total"
-    try:
-        table = events.table(sort_by=sort, row_limit=rows, max_name_column_width=60)
-    except (AttributeError, KeyError, ValueError):  # newer torch names it "device"
-        sort = "self_device_time_total"
-        table = events.table(sort_by=sort, row_limit=rows, max_name_column_width=60)
-
-    def total(attr: str) -> float:
-        return float(sum(getattr(e, attr, 0.0) or 0.0 for e in events)) / 1e6
-
-    totals = {"self_cpu_seconds": total("self_cpu_time_total")}
+    # torch >= 2.4 names device times "device"; older versions "cuda".
+    device_attr = "self_device_time_total" if all(hasattr(e, "self_device_time_total") for e in events) \
+        else "self_cuda_time_total"
+    sort = device_attr if on_cuda else "self_cpu_time_total"
+    table = events.table(sort_by=sort, row_limit=rows, max_name_column_width=60)
+    cpu = [e for e in events if getattr(e, "device_type", DeviceType.CPU) == DeviceType.CPU]
+    kernels = [e for e in events if getattr(e, "device_type", DeviceType.CPU) != DeviceType.CPU]
+    totals = {"self_cpu_seconds": sum(e.self_cpu_time_total for e in cpu) / 1e6}
     if on_cuda:
-        totals["self_device_seconds"] = total("self_device_time_total") or total("self_cuda_time_total")
+        # Kernel rows only: an operator's own device time repeats that of the kernels it launched.
+        totals["self_device_seconds"] = sum(getattr(e, device_attr) for e in kernels) / 1e6
     return table, totals
 
 

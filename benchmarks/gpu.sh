@@ -9,7 +9,9 @@
 #
 # Environment: OUT (the job's output folder, default benchmarks/results/gpu_out), TAG (default h100),
 # SEEDS (3), EPOCHS (default: each preset's, the paper's), MINUTES (8.5: no run is started that would end
-# later), PYTHON (python3), MEMAD_GIT_COMMIT (the commit, when the copy there has no .git).
+# later), PYTHON (python3), MEMAD_GIT_COMMIT (the commit, when the copy there has no .git), EXTRA (more
+# bench.py arguments, word-split: e.g. EXTRA="--set data.image_size=64 --set train.max_steps_per_epoch=5" for a
+# quick check of the whole path).
 # See benchmarks/README.md for the whole sequence and what to copy back after each call.
 set -euo pipefail
 
@@ -23,7 +25,7 @@ DATA=${DATA:-/tmp/ped2}
 PARTS=.data/ped2_parts
 export PYTHONUNBUFFERED=1
 
-usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 install_memad() {
     # No package index there: install this checkout alone (its dependencies are in the image).
@@ -101,6 +103,8 @@ bench)
     args=(--data "$DATA" --presets "${presets[@]}" --seeds "$SEEDS" --tag "$TAG" --copy-to "$OUT"
           --max-minutes "$MINUTES")
     [[ -z ${EPOCHS:-} ]] || args+=(--epochs "$EPOCHS")
+    # shellcheck disable=SC2206  # EXTRA is a list of arguments on purpose
+    args+=(${EXTRA:-})
     "$PYTHON" benchmarks/bench.py "${args[@]}" 2>&1 | tee "$OUT/bench_$TAG.log"
     ;;
 profile)
@@ -109,8 +113,9 @@ profile)
     mkdir -p "$OUT"
     presets=("$@")
     [[ ${#presets[@]} -gt 0 ]] || presets=(mnad_pred)
+    # shellcheck disable=SC2086
     "$PYTHON" benchmarks/bench.py --data "$DATA" --presets "${presets[@]}" --tag "$TAG" --copy-to "$OUT" \
-        --profile-only 2>&1 | tee "$OUT/profile_$TAG.log"
+        --profile-only ${EXTRA:-} 2>&1 | tee "$OUT/profile_$TAG.log"
     ;;
 *)
     usage
