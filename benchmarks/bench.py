@@ -191,35 +191,44 @@ class SplitCache:
         return self._sets[key]
 
 
-def _warm_up(det, test: VideoSet, mode: str) -> None:
+def _warm_up(det, test: VideoSet) -> None:
     """One untimed pass over the first ``chunk + clip`` frames: CUDA kernels chosen, caches filled."""
     n = min(test.lengths[0], det.config["test"]["chunk"] + det.clip_length)
     det.score(VideoSet(test.frames[:n], test.names[:1], [n], source=f"{test.source} (warm-up)"))
 
 
-def score_modes(det, test: VideoSet, device: torch.device, *, warm_up: bool) -> dict[str, dict[str, Any]]:
-    """Metrics of ``det`` on ``test`` in each test mode (the same weights; the memory is restored after each)."""
-    original = det.config["test"]["mode"]
+def score_modes(det, test: VideoSet, device: torch.device, *, warm_up: bool,
+                chunks: Sequence[int] = ()) -> dict[str, dict[str, Any]]:
+    """Metrics of ``det`` on ``test`` in each test mode (the same weights; the memory is restored after each).
+
+    Keys ``sequential`` and ``batched`` (the config's ``test.chunk``), then ``batched_chunk<c>``
+    for each further chunk size in ``chunks``.
+    """
+    original = det.config["test"]["mode"], det.config["test"]["chunk"]
+    passes = [(mode, original[1], mode) for mode in MODES]
+    passes += [("batched", c, f"batched_chunk{c}") for c in dict.fromkeys(chunks) if c != original[1]]
+    writes = det.config["test"]["update"] and det.memory.writes_at_test_time
     out: dict[str, dict[str, Any]] = {}
     try:
-        for mode in MODES:
-            det.config["test"]["mode"] = mode
+        for mode, chunk, key in passes:
+            det.config["test"]["mode"], det.config["test"]["chunk"] = mode, chunk
             if warm_up:
-                _warm_up(det, test, mode)
+                _warm_up(det, test)
             _reset_peak(device)
             scores = det.score(test)
             m = scores.metrics()
             row = {k: m.get(k) for k in METRIC_KEYS}
             row["seconds"] = scores.seconds
             row["peak_gpu_mib"] = _peak_mib(device)
-            out[mode] = row
+            row["chunk"] = 1 if mode == "sequential" and writes else chunk  # without writes: chunks either way
+            out[key] = row
     finally:
-        det.config["test"]["mode"] = original
+        det.config["test"]["mode"], det.config["test"]["chunk"] = original
     return out
 
 
 def train_and_score(preset: str, config: dict[str, Any], splits: SplitCache, device: torch.device, *,
-                    checkpoint_dir: Path | None, warm_up: bool) -> dict[str, Any]:
+                    checkpoint_dir: Path | None, warm_up: bool, chunks: Sequence[int] = ()) -> dict[str, Any]:
     """Train one detector from ``config``, score it in both modes; the run's record (without environment)."""
     det = memad.build(config)
     train_set = splits.get("training", config)
@@ -238,7 +247,7 @@ def train_and_score(preset: str, config: dict[str, Any], splits: SplitCache, dev
     train_peak = _peak_mib(device)
     steps, bs = summary["steps_per_epoch"], config["train"]["batch_size"]
     epochs_timed = len(epoch_seconds)  # fewer than the epochs when resumed from a checkpoint
-    modes = score_modes(det, test_set, device, warm_up=warm_up)
+    modes = score_modes(det, test_set, device, warm_up=warm_up, chunks=chunks)
     seq, bat = modes["sequential"], modes["batched"]
     diff = None
     if seq["frame_auroc"] is not None and bat["frame_auroc"] is not None:
@@ -310,16 +319,20 @@ def run_benchmark(presets: Sequence[str], data: Any, *, seeds: int = 3, epochs: 
                   overrides: Mapping[str, Any] | None = None, tag: str | None = None,
                   results_dir: Path = RESULTS, copy_to: Path | None = None, checkpoints: Path | None = None,
                   device: str | None = None, warm_up: bool | None = None, max_minutes: float | None = None,
-                  progress: bool = True, command: Sequence[str] | None = None) -> Path:
+                  progress: bool = True, command: Sequence[str] | None = None, chunks: Sequence[int] = ()) -> Path:
     """Run (or resume) the benchmark; returns the path of ``ped2_<tag>.json``.
 
     ``copy_to`` gets a copy of the results file after every run (a GPU job's output folder).
     ``max_minutes``: start no run that would end after this many minutes at the pace of the
     longest run so far (for jobs with a time limit; the file stays resumable). ``warm_up``
-    (default: on CUDA only) scores a few frames untimed before each mode.
+    (default: on CUDA only) scores a few frames untimed before each mode. ``chunks``: further
+    ``test.chunk`` sizes to score in batched mode (a chunk of 1 is the sequential procedure).
     """
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise ConfigError(f"--seeds: expected an integer >= 1, got {seeds!r}")
+    bad = [c for c in chunks if isinstance(c, bool) or not isinstance(c, int) or c < 1]
+    if bad:
+        raise ConfigError(f"--chunks: expected integers >= 1, got {bad[0]!r}")
     overrides = dict(overrides or {})
     if epochs is not None:
         overrides["train.epochs"] = epochs
@@ -343,7 +356,7 @@ def run_benchmark(presets: Sequence[str], data: Any, *, seeds: int = 3, epochs: 
     header = {
         "benchmark": "ped2", "tag": tag, "data": str(data), "command": list(command or sys.argv),
         "command_line": shlex.join(command or sys.argv), "overrides": overrides, "presets": list(presets),
-        "seeds": seeds, "environment": env,
+        "seeds": seeds, "chunks": list(chunks), "environment": env,
     }
     splits = SplitCache(data)
     t_start, longest = time.monotonic(), 0.0
@@ -367,7 +380,7 @@ def run_benchmark(presets: Sequence[str], data: Any, *, seeds: int = 3, epochs: 
         t_run = time.monotonic()
         bar.set_postfix_str(f"{preset} seed {k}")
         ckpt = None if checkpoints is None else Path(checkpoints) / tag / preset / f"seed{k}"
-        record = train_and_score(preset, config, splits, dev, checkpoint_dir=ckpt, warm_up=warm_up)
+        record = train_and_score(preset, config, splits, dev, checkpoint_dir=ckpt, warm_up=warm_up, chunks=chunks)
         record.update(seed_index=k, environment=env, command_line=header["command_line"], overrides=overrides,
                       finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
         runs.append(record)
@@ -476,6 +489,23 @@ def _settings(runs: Sequence[Mapping[str, Any]]) -> str:
     return ", ".join(parts + extra)
 
 
+def _by_chunk(runs: Sequence[Mapping[str, Any]]) -> dict[int, dict[str, str]]:
+    """Batched passes per chunk size (the config's and any ``--chunks``): AUROC, its change, frames/s."""
+    chunks: dict[int, list[tuple[dict[str, Any], dict[str, Any]]]] = {}
+    for run in runs:
+        for key, row in run["modes"].items():
+            if key.startswith("batched") and "chunk" in row:
+                chunks.setdefault(row["chunk"], []).append((run, row))
+    out = {}
+    for chunk in sorted(chunks):
+        pairs = chunks[chunk]
+        diffs = [None if row["frame_auroc"] is None or run["frame_auroc"] is None
+                 else row["frame_auroc"] - run["frame_auroc"] for run, row in pairs]
+        out[chunk] = {"runs": str(len(pairs)), "auroc": _fmt([row["frame_auroc"] for _, row in pairs], 2, 100),
+                      "diff": _fmt(diffs, 2, 100, signed=True), "fps": _fmt([row["fps"] for _, row in pairs], 1)}
+    return out
+
+
 def summary_rows(files: Sequence[Path]) -> list[dict[str, Any]]:
     """One row per (results file, preset): mean ± std over the seeds it holds."""
     rows = []
@@ -503,6 +533,7 @@ def summary_rows(files: Sequence[Path]) -> list[dict[str, Any]]:
                 "fps_bat": _fmt([r["test_fps_batched"] for r in runs], 1),
                 "gpu": "n/a (CPU)" if all(g is None for g in gpu) else _fmt(gpu, 0),
                 "auroc_seq": [r["frame_auroc"] for r in runs], "auroc_bat": [r["frame_auroc_batched"] for r in runs],
+                "by_chunk": _by_chunk(runs),
             })
     return rows
 
@@ -527,6 +558,17 @@ def summary_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
         lines.append("|" + "|".join("---:" if i in numeric else "---" for i in range(len(columns))) + "|")
         for r in rows:
             lines.append("| " + " | ".join(f"`{r[k]}`" if k == "file" else str(r[k]) for k, _ in columns) + " |")
+        lines.append("")
+    swept = [r for r in rows if len(r["by_chunk"]) > 1]
+    if swept:  # --chunks: batched AUROC against chunk size, the same models
+        lines += ["Batched mode by `test.chunk` (the memory written once per chunk; chunk 1 is the sequential "
+                  "procedure run through the batched path):", "",
+                  "| results file | preset | chunk | runs | frame AUROC % | − sequential | test frames/s |",
+                  "|---|---|---:|---:|---:|---:|---:|"]
+        for r in swept:
+            for chunk, c in r["by_chunk"].items():
+                lines.append(f"| `{r['file']}` | {r['preset']} | {chunk} | {c['runs']} | {c['auroc']} | {c['diff']} "
+                             f"| {c['fps']} |")
         lines.append("")
     return "\n".join(lines)
 
@@ -615,6 +657,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="start no run that would end after this many minutes, at the pace of the longest so far")
     p.add_argument("--warm-up", action=argparse.BooleanOptionalAction, default=None,
                    help="score a few frames untimed before each timed test pass (default: on CUDA only)")
+    p.add_argument("--chunks", type=int, nargs="+", default=[], metavar="C",
+                   help="also score in batched mode with these test.chunk sizes (AUROC and frames/s per size)")
     p.add_argument("--profile", action="store_true",
                    help="also profile a few training steps and test frames per preset (torch.profiler tables)")
     p.add_argument("--profile-only", action="store_true", help="profile, without the benchmark runs")
@@ -663,7 +707,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         path = run_benchmark(args.presets, args.data, seeds=args.seeds, epochs=args.epochs, overrides=overrides,
                              tag=args.tag, results_dir=args.results, copy_to=args.copy_to,
                              checkpoints=args.checkpoints, device=args.device, warm_up=args.warm_up,
-                             max_minutes=args.max_minutes, progress=not args.no_progress, command=command)
+                             max_minutes=args.max_minutes, progress=not args.no_progress, command=command,
+                             chunks=args.chunks)
         print(f"bench: results -> {path}", file=sys.stderr)
         return 0
     except MemadError as exc:

@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 ARGS = ["--data", "synthetic", "--presets", "mnad_pred", "--seeds", "1", "--epochs", "1",
         "--set", "data.image_size=32", "--set", "encoder.widths=[8,16,32,64]",
         "--set", "train.max_steps_per_epoch=2", "--set", "test.gate=null", "--set", "test.chunk=16",
-        "--device", "cpu", "--tag", "t", "--no-progress"]
+        "--device", "cpu", "--tag", "t", "--no-progress", "--chunks", "1"]
 
 
 def _load_bench():
@@ -52,6 +52,9 @@ def test_record_holds_both_modes_of_the_same_model_and_the_environment(results):
         det.config["test"]["mode"] = mode
         assert det.evaluate("synthetic")["frame_auroc"] == pytest.approx(row["frame_auroc"], abs=1e-9)
     assert run["frame_auroc"] == seq["frame_auroc"] and run["frame_auroc_batched"] == bat["frame_auroc"]
+    # A batched chunk of one frame writes the memory after every frame: the sequential procedure again.
+    assert run["modes"]["batched_chunk1"]["frame_auroc"] == seq["frame_auroc"]
+    assert (seq["chunk"], bat["chunk"], run["modes"]["batched_chunk1"]["chunk"]) == (1, 16, 1)
     assert run["auroc_batched_minus_sequential"] == pytest.approx(bat["frame_auroc"] - seq["frame_auroc"])
     assert run["test_fps_sequential"] == pytest.approx(seq["frames"] / seq["seconds"])
     assert run["train_steps_per_epoch"] == 2 and run["train_epochs_timed"] == 1
