@@ -9,9 +9,9 @@
 #
 # Environment: OUT (the job's output folder, default benchmarks/results/gpu_out), TAG (default h100),
 # SEEDS (3), EPOCHS (default: each preset's, the paper's), MINUTES (8.5: no run is started that would end
-# later), PYTHON (python3), MEMAD_GIT_COMMIT (the commit, when the copy there has no .git), EXTRA (more
-# bench.py arguments, word-split: e.g. EXTRA="--set data.image_size=64 --set train.max_steps_per_epoch=5" for a
-# quick check of the whole path).
+# later), CHUNKS ("16 256": further batched test.chunk sizes scored; "" for none), PYTHON (python3),
+# MEMAD_GIT_COMMIT (the commit, when the copy there has no .git), EXTRA (more bench.py arguments,
+# word-split: e.g. EXTRA="--set data.image_size=64 --set train.max_steps_per_epoch=5" for a quick check).
 # See benchmarks/README.md for the whole sequence and what to copy back after each call.
 set -euo pipefail
 
@@ -61,7 +61,10 @@ case $cmd in
 pack)
     # Here, beside ../shared: whole video folders into parts of at most 40 MiB (the carry limit is 64 MiB a call).
     src=${1:-../shared/data/ped2}
-    [[ -d $src/training/frames && -d $src/testing/frames ]] || { echo "gpu.sh: $src is not the Ped2 folder" >&2; exit 2; }
+    if [[ ! -d $src/training/frames || ! -d $src/testing/frames ]]; then
+        echo "gpu.sh: $src is not the Ped2 folder (no training/frames and testing/frames)" >&2
+        exit 2
+    fi
     grep -qxF '/.data/' .gitignore || { echo "gpu.sh: .data/ must be git-ignored (see .gitignore)" >&2; exit 2; }
     rm -rf "$PARTS"
     "$PYTHON" - "$src" "$PARTS" <<'EOF'
@@ -103,6 +106,8 @@ bench)
     args=(--data "$DATA" --presets "${presets[@]}" --seeds "$SEEDS" --tag "$TAG" --copy-to "$OUT"
           --max-minutes "$MINUTES")
     [[ -z ${EPOCHS:-} ]] || args+=(--epochs "$EPOCHS")
+    # shellcheck disable=SC2206  # a list of sizes
+    [[ -z ${CHUNKS-16 256} ]] || args+=(--chunks ${CHUNKS-16 256})
     # shellcheck disable=SC2206  # EXTRA is a list of arguments on purpose
     args+=(${EXTRA:-})
     "$PYTHON" benchmarks/bench.py "${args[@]}" 2>&1 | tee "$OUT/bench_$TAG.log"
