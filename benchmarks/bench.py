@@ -10,8 +10,9 @@ command line and the overrides.
 
     python benchmarks/bench.py                                   # mnad_pred, mnad_recon; 3 seeds; ../shared/data/ped2
     python benchmarks/bench.py --presets memae --seeds 3 --tag h100
-    OMP_NUM_THREADS=1 python benchmarks/bench.py --presets mnad_pred --seeds 1 --epochs 1 \\
-        --set data.image_size=64 --set train.max_steps_per_epoch=50 --tag cpu-small
+    OMP_NUM_THREADS=1 python benchmarks/bench.py --presets mnad_pred --seeds 2 --epochs 2 \\
+        --set data.image_size=64 --set "encoder.widths=[16,32,64,128]" --set train.max_steps_per_epoch=400 \\
+        --tag cpu-small-64px                                   # the CPU check of docs/benchmarks.md
     python benchmarks/bench.py --summary-only                   # regenerate the table in docs/benchmarks.md
 
 One JSON file per invocation: ``benchmarks/results/ped2_<tag>.json`` (``--tag``, default
@@ -19,7 +20,8 @@ device and time). It is rewritten after every run; rerunning with the same tag s
 runs it already holds (same preset, seed and config) and refuses a run whose config differs.
 ``--summary-only`` rewrites only the text between the ``bench-summary`` markers of
 ``docs/benchmarks.md`` from every ``benchmarks/results/ped2_*.json`` and draws
-``benchmarks/results/ped2_auroc.png``. ``--profile`` writes torch.profiler tables of a few
+``benchmarks/results/ped2_auroc.png``. ``--chunks C ...`` also scores batched mode with
+other chunk sizes. ``--profile`` writes torch.profiler tables of a few
 training steps and test frames per preset (``ped2_<tag>_profile_<preset>.md``).
 """
 
