@@ -508,6 +508,14 @@ def _by_chunk(runs: Sequence[Mapping[str, Any]]) -> dict[int, dict[str, str]]:
     return out
 
 
+def _device_label(env: Mapping[str, Any]) -> str:
+    """The recorded GPU name, or the CPU with its thread count."""
+    if env.get("device_type") != "cpu":
+        return env["device"]
+    threads = env["torch_threads"]
+    return f"CPU: {env['cpu']} ({threads} thread{'s' if threads != 1 else ''} of {env['cpu_count']} cores)"
+
+
 def summary_rows(files: Sequence[Path]) -> list[dict[str, Any]]:
     """One row per (results file, preset): mean ± std over the seeds it holds."""
     rows = []
@@ -523,7 +531,7 @@ def summary_rows(files: Sequence[Path]) -> list[dict[str, Any]]:
             gpu = [r["peak_gpu_mib_train"] for r in runs]
             rows.append({
                 "file": path.name, "preset": preset, "seeds": len(runs), "settings": _settings(runs),
-                "device": env["device"], "torch": env["torch"], "commit": ", ".join(commits),
+                "device": _device_label(env), "torch": env["torch"], "commit": ", ".join(commits),
                 "seq": _fmt([r["frame_auroc"] for r in runs], 2, 100),
                 "bat": _fmt([r["frame_auroc_batched"] for r in runs], 2, 100),
                 "diff": _fmt([r["auroc_batched_minus_sequential"] for r in runs], 2, 100, signed=True),
