@@ -37,7 +37,6 @@ import re
 import shlex
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -51,6 +50,7 @@ from memad import training
 from memad.config import make_config, parse_assignment
 from memad.data import VideoSet, open_split
 from memad.errors import ConfigError, MemadError
+from memad.records import config_difference, write_json_atomic
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -63,8 +63,6 @@ END = "<!-- END bench-summary -->"
 MODES = ("sequential", "batched")
 #: Per-mode metrics kept from :meth:`memad.evaluation.Scores.metrics`.
 METRIC_KEYS = ("frame_auroc", "frame_auroc_macro", "aupr", "eer", "pixel_auroc", "fps", "frames")
-#: Config fields that do not change a run's result (ignored when matching finished runs).
-IGNORED = {("train", "progress"), ("train", "device")}
 
 
 # -- environment -----------------------------------------------------------------------------
@@ -136,45 +134,6 @@ def _reset_peak(device: torch.device) -> None:
 
 
 # -- files -----------------------------------------------------------------------------------
-def _write_json(path: Path, obj: Any) -> None:
-    """Atomic write: an interrupted benchmark never leaves half a results file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(obj, fh, indent=1, default=_json_default)
-        fh.write("\n")
-    os.replace(tmp, path)
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, (np.integer, np.floating)):
-        return obj.item()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
-
-
-def _flat(cfg: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
-    out: dict[tuple[str, ...], Any] = {}
-    for k, v in cfg.items():
-        if isinstance(v, Mapping):
-            out.update(_flat(v, prefix + (k,)))
-        else:
-            out[prefix + (k,)] = v
-    return out
-
-
-def config_difference(old: Mapping[str, Any], new: Mapping[str, Any]) -> str | None:
-    """The first dotted field whose value differs (fields in ``IGNORED`` aside), or None."""
-    a, b = _flat(old), _flat(new)
-    for key in sorted(set(a) | set(b)):
-        if key[:2] in IGNORED:
-            continue
-        if a.get(key, "<unset>") != b.get(key, "<unset>"):
-            return f"{'.'.join(key)}: {a.get(key, '<unset>')!r} there, {b.get(key, '<unset>')!r} now"
-    return None
-
-
 # -- one run ---------------------------------------------------------------------------------
 class SplitCache:
     """Each split of the data decoded once per (size, channels, mask size), shared by presets and seeds."""
@@ -387,15 +346,15 @@ def run_benchmark(presets: Sequence[str], data: Any, *, seeds: int = 3, epochs: 
                       finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
         runs.append(record)
         longest = max(longest, time.monotonic() - t_run)
-        _write_json(path, {**header, "runs": runs})
+        write_json_atomic(path, {**header, "runs": runs})
         if copy_to is not None:
-            _write_json(Path(copy_to) / path.name, {**header, "runs": runs})
+            write_json_atomic(Path(copy_to) / path.name, {**header, "runs": runs})
         tqdm.write(f"bench: {preset} seed {config['train']['seed']}: AUROC sequential {record['frame_auroc']:.4f}, "
                    f"batched {record['frame_auroc_batched']:.4f}; train {record['train_seconds']:.1f} s; "
                    f"test {record['test_fps_sequential']:.1f} / {record['test_fps_batched']:.1f} frames/s")
     bar.close()
     if not path.is_file():  # nothing ran (all stopped by max_minutes): still leave the header
-        _write_json(path, {**header, "runs": runs})
+        write_json_atomic(path, {**header, "runs": runs})
     return path
 
 

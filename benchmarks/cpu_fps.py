@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 
 import memad
 from memad.data import VideoSet
+from memad.records import write_json_atomic
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -221,7 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "official_pred_fps_2_cores": OFFICIAL_PRED_FPS_2_CORES,
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    helpers._write_json(args.out / "cpu_fps.json", {**header, "rows": rows})
+    write_json_atomic(args.out / "cpu_fps.json", {**header, "rows": rows})
     md = table(rows, header)
     (args.out / "cpu_fps.md").write_text(md)
     env = header["environment"]

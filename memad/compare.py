@@ -40,6 +40,7 @@ from .config import make_config
 from .data import VideoSet, open_split
 from .errors import ConfigError
 from .interfaces import FrameStats
+from .records import config_difference, write_json_atomic
 from .threshold import precision_recall_f1, resolve_percentile, threshold_from_scores
 
 __all__ = ["compare", "Comparison", "RunResult", "METRICS", "load_run_scores"]
@@ -58,8 +59,6 @@ METRICS: tuple[tuple[str, str, bool | None], ...] = (
     ("train_seconds", "train s", None),
     ("fps", "test frames/s", None),
 )
-#: Config fields that do not change a run's result, ignored when checking a finished run.
-_IGNORED_FIELDS = {("train", "progress"), ("train", "device")}
 #: Error maps kept per run (those of the highest-scoring frames), for the top-frames plot.
 TOP_MAPS = 16
 
@@ -90,42 +89,6 @@ class Comparison:
 
 
 # -- per-run files ---------------------------------------------------------------------------
-def _write_json_atomic(path: Path, obj: Any) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(obj, fh, indent=1, default=_json_default)
-    os.replace(tmp, path)
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, (np.integer, np.floating)):
-        return obj.item()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
-
-
-def _flat(cfg: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
-    out: dict[tuple[str, ...], Any] = {}
-    for k, v in cfg.items():
-        if isinstance(v, Mapping):
-            out.update(_flat(v, prefix + (k,)))
-        else:
-            out[prefix + (k,)] = v
-    return out
-
-
-def _config_difference(old: Mapping[str, Any], new: Mapping[str, Any]) -> str | None:
-    """The first field (dotted) whose value differs, ignoring fields that do not change results."""
-    a, b = _flat(old), _flat(new)
-    for key in sorted(set(a) | set(b)):
-        if key[:2] in _IGNORED_FIELDS:
-            continue
-        if a.get(key, "<unset>") != b.get(key, "<unset>"):
-            return f"{'.'.join(key)}: {a.get(key, '<unset>')!r} there, {b.get(key, '<unset>')!r} now"
-    return None
-
-
 def _save_scores(path: Path, scores, train_scores: np.ndarray) -> None:
     top = np.argsort(-scores.scores, kind="stable")[:TOP_MAPS]
     arrays: dict[str, np.ndarray] = {
@@ -205,7 +168,7 @@ def _train_and_evaluate(config: dict[str, Any], run_dir: Path, splits: _SplitCac
         # Per-epoch durations survive interruptions, so a resumed run reports its whole training time.
         epoch_seconds[int(record["epoch"])] = record["seconds"] - last[0]
         last[0] = record["seconds"]
-        _write_json_atomic(times_path, epoch_seconds)
+        write_json_atomic(times_path, epoch_seconds)
 
     training.train(det, splits.get("training", config), out=run_dir, resume=True, log=log)
     epochs = config["train"]["epochs"]
@@ -337,7 +300,7 @@ def _run(preset: str, seed_index: int, config: dict[str, Any], run_dir: Path, sp
     metrics_path = run_dir / "metrics.json"
     if metrics_path.is_file():
         saved = json.loads(metrics_path.read_text())
-        diff = _config_difference(saved["config"], config)
+        diff = config_difference(saved["config"], config)
         if diff is None and saved["metrics"].get("threshold_percentile") != percentile:
             diff = f"threshold percentile: {saved['metrics'].get('threshold_percentile')} there, {percentile} now"
         if diff is not None:
@@ -345,7 +308,7 @@ def _run(preset: str, seed_index: int, config: dict[str, Any], run_dir: Path, sp
                               f"use another --out or delete that folder")
         return RunResult(preset, seed_index, run_dir, saved["metrics"], reused=True)
     metrics = _train_and_evaluate(config, run_dir, splits, percentile)
-    _write_json_atomic(metrics_path, {"preset": preset, "seed": config["train"]["seed"], "metrics": metrics,
+    write_json_atomic(metrics_path, {"preset": preset, "seed": config["train"]["seed"], "metrics": metrics,
                                       "config": config, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
     return RunResult(preset, seed_index, run_dir, metrics, reused=False)
 
@@ -411,7 +374,7 @@ def write_tables(rows: Sequence[Mapping[str, Any]], results: Sequence[RunResult]
     writer.writeheader()
     writer.writerows(rows)
     paths["csv"].write_text(buf.getvalue())
-    _write_json_atomic(paths["json"], {
+    write_json_atomic(paths["json"], {
         "data": data, "threshold_percentile": percentile, "presets": list(rows),
         "runs": [{"preset": r.preset, "seed_index": r.seed, "dir": str(r.dir), "metrics": r.metrics}
                  for r in results],
