@@ -195,6 +195,9 @@ def _load_into(registry: Registry) -> None:
 
 _REGISTRY: Registry | None = None
 _LOCK = threading.Lock()
+#: Registrations made in code (``register``), replayed after the plugins on every (re)load, so a
+#: script's own components survive ``reload_plugins()`` the way installed plugins do.
+_IN_CODE: list[tuple[str, str, Any]] = []
 
 
 def get_registry() -> Registry:
@@ -205,12 +208,14 @@ def get_registry() -> Registry:
             if _REGISTRY is None:
                 reg = Registry()
                 _load_into(reg)
+                for kind, name, obj in _IN_CODE:
+                    reg.add(kind, name, obj, source="code")
                 _REGISTRY = reg
     return _REGISTRY
 
 
 def reload_plugins() -> Registry:
-    """Forget every registration and load the plugins again (after installing one)."""
+    """Load the plugins again (after installing or disabling one); in-code registrations are kept."""
     global _REGISTRY
     with _LOCK:
         _REGISTRY = None
@@ -230,7 +235,9 @@ def register(kind: str, name: str | None = None) -> Callable[[Any], Any]:
     """
 
     def deco(obj: Any) -> Any:
-        get_registry().add(kind, name or getattr(obj, "__name__", None), obj, source="code")
+        key = name or getattr(obj, "__name__", None)
+        get_registry().add(kind, key, obj, source="code")  # validates before it is remembered
+        _IN_CODE.append((kind, key, obj))
         return obj
 
     return deco
