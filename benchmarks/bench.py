@@ -48,7 +48,7 @@ from tqdm.auto import tqdm
 import memad
 from memad import training
 from memad.config import make_config, parse_assignment
-from memad.data import VideoSet, open_split
+from memad.data import SplitCache, VideoSet
 from memad.errors import ConfigError, MemadError
 from memad.records import config_difference, write_json_atomic
 
@@ -133,25 +133,7 @@ def _reset_peak(device: torch.device) -> None:
         torch.cuda.reset_peak_memory_stats(device)
 
 
-# -- files -----------------------------------------------------------------------------------
 # -- one run ---------------------------------------------------------------------------------
-class SplitCache:
-    """Each split of the data decoded once per (size, channels, mask size), shared by presets and seeds."""
-
-    def __init__(self, data: Any):
-        self.data = data
-        self._sets: dict[tuple, VideoSet] = {}
-
-    def get(self, split: str, config: Mapping[str, Any]) -> VideoSet:
-        d = config["data"]
-        size = d["image_size"]
-        key = (split, tuple(size) if isinstance(size, list) else size, d["channels"], d["pixel_eval_size"])
-        if key not in self._sets:
-            self._sets = {k: v for k, v in self._sets.items() if k[1:] == key[1:]}  # one shape at a time
-            self._sets[key] = open_split(self.data, split, config)
-        return self._sets[key]
-
-
 def _warm_up(det, test: VideoSet) -> None:
     """One untimed pass over the first ``chunk + clip`` frames: CUDA kernels chosen, caches filled."""
     n = min(test.lengths[0], det.config["test"]["chunk"] + det.clip_length)

@@ -37,7 +37,7 @@ from . import training
 from .checkpoint import atomic_save, read_checkpoint
 from .cli import _add_set, _overrides, subcommand
 from .config import make_config
-from .data import VideoSet, open_split
+from .data import SplitCache, VideoSet
 from .errors import ConfigError
 from .interfaces import FrameStats
 from .records import config_difference, write_json_atomic
@@ -132,29 +132,11 @@ def load_run_scores(run_dir: str | Path, videos: VideoSet | None = None, *, top_
 
 
 # -- one run ---------------------------------------------------------------------------------
-class _SplitCache:
-    """Each split decoded once per data shape, shared by the runs that need it."""
-
-    def __init__(self, data: Any, labels: str | Path | None):
-        self.data, self.labels = data, labels
-        self._sets: dict[tuple, VideoSet] = {}
-
-    def get(self, split: str, config: Mapping[str, Any]) -> VideoSet:
-        d = config["data"]
-        size = d["image_size"]
-        key = (split, tuple(size) if isinstance(size, list) else size, d["channels"], d["pixel_eval_size"])
-        if key not in self._sets:
-            # Keep one shape at a time: presets usually share it, and frames can be large.
-            self._sets = {k: v for k, v in self._sets.items() if k[1:] == key[1:]}
-            self._sets[key] = open_split(self.data, split, config, labels=self.labels if split == "testing" else None)
-        return self._sets[key]
-
-
 def _epoch_seconds(path: Path) -> dict[int, float]:
     return {int(k): float(v) for k, v in json.loads(path.read_text()).items()} if path.is_file() else {}
 
 
-def _train_and_evaluate(config: dict[str, Any], run_dir: Path, splits: _SplitCache, percentile: float) \
+def _train_and_evaluate(config: dict[str, Any], run_dir: Path, splits: SplitCache, percentile: float) \
         -> dict[str, Any]:
     from .detector import build
 
@@ -266,7 +248,7 @@ def compare(
         overrides["train.progress"] = False
     configs = _preset_configs(presets, overrides)
     out = Path(out)
-    splits = _SplitCache(data, labels)
+    splits = SplitCache(data, labels)
 
     results: list[RunResult] = []
     total = len(configs) * seeds
@@ -295,7 +277,7 @@ def compare(
     return comparison
 
 
-def _run(preset: str, seed_index: int, config: dict[str, Any], run_dir: Path, splits: _SplitCache,
+def _run(preset: str, seed_index: int, config: dict[str, Any], run_dir: Path, splits: SplitCache,
          percentile: float) -> RunResult:
     metrics_path = run_dir / "metrics.json"
     if metrics_path.is_file():
@@ -383,7 +365,7 @@ def write_tables(rows: Sequence[Mapping[str, Any]], results: Sequence[RunResult]
 
 
 # -- plots and report ------------------------------------------------------------------------
-def write_plots(results: Sequence[RunResult], splits: _SplitCache, configs: Mapping[str, Mapping[str, Any]],
+def write_plots(results: Sequence[RunResult], splits: SplitCache, configs: Mapping[str, Mapping[str, Any]],
                 out: Path) -> dict[str, Path]:
     """ROC curves (every run), score timelines (first seed of each preset), top frames per preset."""
     from . import plots

@@ -16,7 +16,7 @@ from .folder import load_frame_folder
 from .images import ImageSet, is_image_folder, load_image_folder
 from .videos import VideoSet, gather_clips, to_float
 
-__all__ = ["VideoSet", "ImageSet", "open_split", "gather_clips", "to_float", "describe_spec"]
+__all__ = ["VideoSet", "ImageSet", "open_split", "SplitCache", "gather_clips", "to_float", "describe_spec"]
 
 
 def _split_spec(spec: str) -> tuple[str, str | None]:
@@ -55,3 +55,26 @@ def open_split(
             raise DataError(f"{path}: an image folder takes its labels from the test folder names, not {labels}")
         return load_image_folder(path, split, size, channels, mask_size=mask_size)
     return load_frame_folder(path, split, size, channels, labels=labels, mask_size=mask_size)
+
+
+class SplitCache:
+    """Each split of ``data`` decoded once per data shape, shared by the runs that need it.
+
+    Used where several presets or seeds run on one dataset (``memad compare``, the benchmarks).
+    ``labels`` is the test split's label file, as :func:`open_split` takes it.
+    """
+
+    def __init__(self, data: Any, labels: str | Path | None = None):
+        self.data, self.labels = data, labels
+        self._sets: dict[tuple, VideoSet] = {}
+
+    def get(self, split: str, config: Mapping[str, Any]) -> VideoSet:
+        """``split`` shaped as ``config['data']`` says, decoded on first use."""
+        d = config["data"]
+        size = d["image_size"]
+        key = (split, tuple(size) if isinstance(size, list) else size, d["channels"], d["pixel_eval_size"])
+        if key not in self._sets:
+            # Keep one shape at a time: presets usually share it, and frames can be large.
+            self._sets = {k: v for k, v in self._sets.items() if k[1:] == key[1:]}
+            self._sets[key] = open_split(self.data, split, config, labels=self.labels if split == "testing" else None)
+        return self._sets[key]
