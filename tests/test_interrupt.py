@@ -59,6 +59,14 @@ def _wait_for_saves(path: Path, count: int, proc: subprocess.Popen, timeout: flo
     return seen
 
 
+def _sigkill(victim: subprocess.Popen) -> None:
+    """Kill ``victim`` with SIGKILL (no handler runs, nothing is flushed) and check that is how it ended."""
+    if victim.poll() is None:
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(timeout=30)
+    assert victim.returncode == -signal.SIGKILL, f"the process ended by itself (exit {victim.returncode})"
+
+
 def test_sigkill_mid_epoch_resumes_to_the_same_weights(tmp_path):
     ref_dir, run_dir = tmp_path / "uninterrupted", tmp_path / "interrupted"
     reference = _start(ref_dir)  # runs beside the one we kill
@@ -68,12 +76,8 @@ def test_sigkill_mid_epoch_resumes_to_the_same_weights(tmp_path):
         saves = _wait_for_saves(ckpt, 2, victim)
         epoch_seconds = saves[1] - saves[0]
         time.sleep(epoch_seconds / 2)  # halfway through the third epoch
-        victim.send_signal(signal.SIGKILL)
-        victim.wait(timeout=30)
     finally:
-        if victim.poll() is None:
-            victim.kill()
-    assert victim.returncode == -signal.SIGKILL
+        _sigkill(victim)
     stopped_at = read_checkpoint(ckpt)["epoch"]
     assert 2 <= stopped_at < EPOCHS, "the kill did not land inside the run"
     assert not (run_dir / "history.json").exists()  # written only when a run completes
@@ -118,12 +122,8 @@ def test_sigkill_during_compare_resumes_the_unfinished_run(tmp_path):
     seed0, seed1 = out / "runs/ae/seed0", out / "runs/ae/seed1"
     try:
         _wait_for_saves(seed1 / "checkpoint.pt", 1, victim)  # seed 0 is finished, seed 1 has saved epoch 1
-        victim.send_signal(signal.SIGKILL)
-        victim.wait(timeout=30)
     finally:
-        if victim.poll() is None:
-            victim.kill()
-    assert victim.returncode == -signal.SIGKILL
+        _sigkill(victim)
     assert (seed0 / "metrics.json").is_file() and not (seed1 / "metrics.json").exists()
     saved = read_checkpoint(seed1 / "checkpoint.pt")
     stopped_at = saved["epoch"]
