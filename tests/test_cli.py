@@ -1,6 +1,9 @@
 """The command line: list, train (with resume) and eval, in process."""
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -58,3 +61,16 @@ def test_user_errors_are_one_line_with_status_2(argv, fragment, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("memad: error:") and fragment in err
+
+
+def test_closed_stdout_stops_quietly():
+    """`memad list --json | head`: a reader that went away is not an error with a traceback."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before memad writes
+    try:
+        done = subprocess.run([sys.executable, "-m", "memad", "list", "--json"], stdout=write_end,
+                              stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write_end)
+    assert done.returncode == 141, done.stderr
+    assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr
