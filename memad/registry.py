@@ -109,6 +109,12 @@ class Registry:
             preset = data
         self.add("preset", name, dict(preset), source=source)
 
+    def add_presets(self, folder: str | Path, *, source: str | None = None) -> None:
+        """Register every ``*.yaml`` in ``folder`` as a preset named after its file (``mnad_pred.yaml``
+        -> ``mnad_pred``), in name order: the usual last line of a plugin's ``memad_register``."""
+        for path in sorted(Path(folder).glob("*.yaml")):
+            self.add_preset(path.stem, path, source=source)
+
     # -- reading ------------------------------------------------------------------------
     def get(self, kind: str, name: str) -> Entry:
         """The entry ``kind``/``name``; an unknown name lists the valid ones."""

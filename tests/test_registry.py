@@ -28,3 +28,14 @@ def test_a_refused_registration_is_not_replayed():
     memad.reload_plugins()  # would raise here if the refused entry had been remembered
     with pytest.raises(memad.ConfigError, match="test_registry_bad"):
         memad.get_registry().get("scorer", "test_registry_bad")
+
+
+def test_add_presets_registers_each_yaml_under_its_file_name(tmp_path):
+    (tmp_path / "b_small.yaml").write_text("description: b\ntask: prediction\n")
+    (tmp_path / "a_small.yaml").write_text("description: a\ntask: reconstruction\n")
+    (tmp_path / "notes.txt").write_text("not a preset")
+    reg = memad.registry.Registry()
+    reg.add_presets(tmp_path, source="test")
+    assert reg.names("preset") == ["a_small", "b_small"]
+    assert reg.get("preset", "a_small").obj == {"description": "a", "task": "reconstruction"}
+    assert reg.get("preset", "b_small").source == "test"

@@ -12,5 +12,4 @@ PRESETS = Path(__file__).parent / "presets"
 @hookimpl
 def memad_register(registry):
     registry.add("memory", "none", NoMemory)
-    for path in sorted(PRESETS.glob("*.yaml")):
-        registry.add_preset(path.stem, path)
+    registry.add_presets(PRESETS)

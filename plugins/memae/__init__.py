@@ -18,5 +18,4 @@ def memad_register(registry):
     registry.add("decoder", "memae3d", MemAE3DDecoder)
     registry.add("encoder", "memae2d", MemAE2DEncoder)
     registry.add("decoder", "memae2d", MemAE2DDecoder)
-    for path in sorted(PRESETS.glob("*.yaml")):
-        registry.add_preset(path.stem, path)
+    registry.add_presets(PRESETS)

@@ -16,5 +16,4 @@ def memad_register(registry):
     registry.add("encoder", "mnad_unet", UNetEncoder)
     registry.add("decoder", "mnad_unet", UNetDecoder)
     registry.add("memory", "mnad", PrototypeMemory)
-    for path in sorted(PRESETS.glob("*.yaml")):
-        registry.add_preset(path.stem, path)
+    registry.add_presets(PRESETS)
