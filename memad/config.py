@@ -56,6 +56,15 @@ class DataConfig:
     frames: int = field(default=1, metadata=_range(1))
     #: Test frames whose pixel maps are kept for pixel AUROC, maps are resized to at most this side.
     pixel_eval_size: int = field(default=64, metadata=_range(8))
+    #: Keep a split's decoded frames in memory (on the GPU when training there): "auto" does when
+    #: the split fits ``memory_budget_gb``; otherwise frames are read from the on-disk frame cache.
+    in_memory: bool | Literal["auto"] = "auto"
+    #: Largest split (uint8 frames, GiB) that ``in_memory: auto`` keeps in memory.
+    memory_budget_gb: float = field(default=4.0, metadata=_range(0))
+    #: Folder of the on-disk frame cache (null: the user cache directory, via platformdirs).
+    cache_dir: str | None = None
+    #: DataLoader worker processes reading clips from the frame cache (0: in the main process).
+    workers: int = field(default=2, metadata=_range(0))
 
 
 @dataclass

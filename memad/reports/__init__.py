@@ -1,0 +1,2 @@
+"""Reports: what people look at after scoring (comparison tables, plots, anomaly maps, detection
+reports, annotated videos, events)."""
