@@ -1,8 +1,9 @@
-"""Datasets: frame folders on disk, or registered generated datasets such as ``synthetic``.
+"""Datasets: frame folders and video files on disk, or registered datasets such as ``synthetic``.
 
-A data spec is a folder path (the standard frame-folder layout, see
-:mod:`memad.data.folder`) or the name of a registered dataset, optionally with an
-argument after a colon (``synthetic``, ``digits:3``).
+A data spec is a path (a folder in the standard layout, see :mod:`memad.data.layout`; a
+defect-inspection folder; a single video file or a folder of video files) or the name of
+a registered dataset, optionally with an argument after a colon (``synthetic``,
+``digits:3``, ``avenue:/data/avenue``).
 """
 
 from __future__ import annotations
@@ -12,11 +13,18 @@ from typing import Any, Mapping
 
 from ..errors import DataError
 from ..registry import get_registry
+from .clips import ClipBatches, epoch_order, iter_videos, video_frames
 from .folder import load_frame_folder
 from .images import ImageSet, is_image_folder, load_image_folder
+from .layout import is_video_folder, standard_split, video_file_split, video_folder_split
+from .loading import load_split, load_split_for
+from .sources import SplitSource, VideoEntry
+from .video_files import VIDEO_SUFFIXES, is_video_file, open_video
 from .videos import VideoSet, gather_clips, to_float
 
-__all__ = ["VideoSet", "ImageSet", "open_split", "SplitCache", "gather_clips", "to_float", "describe_spec"]
+__all__ = ["VideoSet", "ImageSet", "SplitSource", "VideoEntry", "open_split", "SplitCache", "gather_clips",
+           "to_float", "describe_spec", "load_split", "open_video", "ClipBatches", "epoch_order", "video_frames",
+           "iter_videos", "load_frame_folder"]
 
 
 def _split_spec(spec: str) -> tuple[str, str | None]:
@@ -34,7 +42,12 @@ def open_split(
     config: Mapping[str, Any],
     labels: str | Path | None = None,
 ) -> VideoSet:
-    """Load ``split`` (``training`` or ``testing``) of ``spec`` shaped as ``config['data']`` says."""
+    """Load ``split`` (``training`` or ``testing``) of ``spec`` shaped as ``config['data']`` says.
+
+    A single video file, or a folder of video files, is the same data for either split.
+    Splits larger than ``data.memory_budget_gb`` come back backed by the on-disk frame cache
+    (``data.in_memory``, see :mod:`memad.data.loading`).
+    """
     from ..config import image_hw
 
     if isinstance(spec, VideoSet):
@@ -46,15 +59,23 @@ def open_split(
     reg = get_registry()
     name, arg = _split_spec(str(spec))
     if name in reg.names("dataset") and not path.exists():
-        return reg.get("dataset", name).obj(split, size, channels, labels=labels, mask_size=mask_size, arg=arg)
+        out = reg.get("dataset", name).obj(split, size, channels, labels=labels, mask_size=mask_size, arg=arg)
+        return load_split_for(out, config) if isinstance(out, SplitSource) else out
     if not path.exists():
         known = ", ".join(reg.names("dataset"))
         raise DataError(f"data {str(spec)!r}: no such folder, and not a registered dataset ({known})")
+    if path.is_file():
+        if path.suffix.lower() not in VIDEO_SUFFIXES:
+            raise DataError(f"data {str(spec)!r}: a file, but not a video ({', '.join(VIDEO_SUFFIXES)}); expected a "
+                            f"dataset folder, a video file or a registered dataset")
+        return load_split_for(video_file_split(path, split, labels), config)
     if is_image_folder(path):  # defect-inspection layout: ROOT/train/good/*.png
         if labels is not None:
             raise DataError(f"{path}: an image folder takes its labels from the test folder names, not {labels}")
         return load_image_folder(path, split, size, channels, mask_size=mask_size)
-    return load_frame_folder(path, split, size, channels, labels=labels, mask_size=mask_size)
+    if is_video_folder(path):
+        return load_split_for(video_folder_split(path, split, labels), config)
+    return load_split_for(standard_split(path, split, labels), config)
 
 
 class SplitCache:

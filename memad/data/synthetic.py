@@ -16,6 +16,7 @@ is derived from ``seed``, so the same call gives the same frames on every machin
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -159,3 +160,37 @@ def make_synthetic(
     masks = _resize(masks, mask_hw, Image.BOX) > 0
     return VideoSet(frames_t, names, lengths, np.concatenate(all_labels), torch.from_numpy(masks),
                     source="synthetic/testing")
+
+
+def write_synthetic(root: str | Path, fmt: str = "jpg", spec: SyntheticSpec = SyntheticSpec(),
+                    fps: float = 25.0, masks: bool = True) -> Path:
+    """Write ``synthetic`` to ``root`` in the standard layout, as image frames or video files.
+
+    ``fmt`` is an image ending (``jpg``, ``png``: ``ROOT/{training,testing}/frames/NN/000.jpg``)
+    or a video ending (``avi``, ``mp4``, ``mkv``, ``mov``, ``webm``:
+    ``ROOT/{training,testing}/videos/NN.avi``). Frame labels go to ``ROOT/labels.npy`` and,
+    with ``masks``, pixel masks to ``ROOT/testing/masks/NN/000.png``. Returns ``root``.
+    """
+    from .video_files import VIDEO_SUFFIXES, write_video
+
+    root = Path(root)
+    video = f".{fmt}" in VIDEO_SUFFIXES
+    for split in ("training", "testing"):
+        data = make_synthetic(split, (NATIVE, NATIVE), channels=3, mask_size=NATIVE, spec=spec)
+        for i, name in enumerate(data.names):
+            frames = data.video(i).frames.permute(0, 2, 3, 1).numpy()
+            if video:
+                write_video(root / split / "videos" / f"{name}.{fmt}", frames, fps)
+            else:
+                folder = root / split / "frames" / name
+                folder.mkdir(parents=True, exist_ok=True)
+                for t, frame in enumerate(frames):
+                    Image.fromarray(frame).save(folder / f"{t:03d}.{fmt}", quality=95)
+            if split == "testing" and masks:
+                folder = root / "testing" / "masks" / name
+                folder.mkdir(parents=True, exist_ok=True)
+                for t, mask in enumerate(data.video(i).masks.numpy()):
+                    Image.fromarray(mask.astype(np.uint8) * 255).save(folder / f"{t:03d}.png")
+        if split == "testing":
+            np.save(root / "labels.npy", data.labels.astype(np.int8))
+    return root

@@ -1,18 +1,24 @@
-"""A split of videos held in memory as one uint8 tensor, with clip indexing.
+"""A split of videos as one uint8 tensor, with clip indexing.
 
-Frames are decoded and resized once, kept as ``uint8`` ``(N, C, H, W)`` (on the GPU when
-training there), and turned into float batches in [-1, 1] only when a batch is drawn.
+Frames are decoded and resized once, kept as ``uint8`` ``(N, C, H, W)``: in memory (on the
+GPU when training there), or backed by the on-disk frame cache (:mod:`memad.data.cache`)
+for splits larger than ``data.memory_budget_gb``. They are turned into float batches in
+[-1, 1] only when a batch is drawn.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from ..errors import DataError
+
+if TYPE_CHECKING:
+    from .cache import FrameStore
 
 
 @dataclass
@@ -26,6 +32,12 @@ class VideoSet:
         labels: ``(N,)`` int 0/1 per frame (1 = anomalous), or None (training data).
         masks: ``(N, h, w)`` bool pixel masks, or None.
         source: where the data came from, for messages.
+        frame_files: per frame, the image file it was read from (frame folders only).
+        fps: per video, the frames per second its file declares (video files only; NaN
+            when a file declares none), or None.
+        video_paths: per video, the file or folder it was read from, for messages.
+        store: for a split backed by the frame cache, the file its frames are read from
+            (``frames`` is then a memory map of it); None when the frames are in memory.
     """
 
     frames: Tensor
@@ -35,6 +47,10 @@ class VideoSet:
     masks: Tensor | None = None
     source: str = ""
     frame_files: list[str] = field(default_factory=list)
+    # Keyword-only, so that positional construction (and subclasses' fields) stay as they were.
+    fps: list[float] | None = field(default=None, kw_only=True)
+    video_paths: list[str] | None = field(default=None, kw_only=True)
+    store: "FrameStore | None" = field(default=None, kw_only=True, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.frames.dtype != torch.uint8 or self.frames.dim() != 4:
@@ -57,6 +73,17 @@ class VideoSet:
     def video_index(self) -> np.ndarray:
         """``(N,)`` the video each frame belongs to."""
         return np.repeat(np.arange(len(self.lengths)), self.lengths)
+
+    @property
+    def on_disk(self) -> bool:
+        """True for a split backed by the on-disk frame cache (``frames`` then maps its file)."""
+        return self.store is not None
+
+    def describe_video(self, i: int) -> str:
+        """Video ``i`` for messages: its file or folder when known, else the split and its name."""
+        if self.video_paths:
+            return self.video_paths[i]
+        return f"{self.source} video {self.names[i]!r}"
 
     @property
     def channels(self) -> int:
@@ -83,12 +110,18 @@ class VideoSet:
             labels=None if self.labels is None else self.labels[off:off + n],
             masks=None if self.masks is None else self.masks[off:off + n],
             source=f"{self.source} video {self.names[i]}",
+            frame_files=self.frame_files[off:off + n] if self.frame_files else [],
+            fps=None if self.fps is None else [self.fps[i]],
+            video_paths=None if self.video_paths is None else [self.video_paths[i]],
+            store=None if self.store is None else self.store.view(off, n),
         )
 
     def to(self, device: torch.device | str) -> "VideoSet":
-        """A copy with frames (and masks) on ``device``."""
-        return VideoSet(self.frames.to(device), self.names, self.lengths, self.labels,
-                        None if self.masks is None else self.masks, self.source, self.frame_files)
+        """A copy with frames on ``device`` (a cache-backed split stays on disk for the CPU)."""
+        stays = self.store is not None and torch.device(device).type == "cpu"
+        return VideoSet(self.frames if stays else self.frames.to(device), self.names, self.lengths, self.labels,
+                        self.masks, self.source, self.frame_files, fps=self.fps, video_paths=self.video_paths,
+                        store=self.store if stays else None)
 
 
 def to_float(frames: Tensor) -> Tensor:
