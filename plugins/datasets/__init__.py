@@ -5,6 +5,10 @@ from memad.data.images import make_digits
 from memad.data.synthetic import make_synthetic
 from memad.errors import DataError
 
+from .avenue import avenue
+from .shanghaitech import shanghaitech
+from .ucsd import ucsd
+
 
 def synthetic(split, image_size, channels, labels=None, mask_size=64, arg=None):
     """The embedded generated video dataset (see ``memad.data.synthetic``)."""
@@ -26,3 +30,7 @@ def digits(split, image_size, channels, labels=None, mask_size=64, arg=None):
 def memad_register(registry):
     registry.add("dataset", "synthetic", synthetic)
     registry.add("dataset", "digits", digits)
+    # Benchmarks in the layout they are downloaded in (avenue:PATH, shanghaitech:PATH, ucsd:PATH).
+    registry.add("dataset", "avenue", avenue)
+    registry.add("dataset", "shanghaitech", shanghaitech)
+    registry.add("dataset", "ucsd", ucsd)
