@@ -46,11 +46,12 @@ import torch
 from tqdm.auto import tqdm
 
 import memad
-from memad import training
+from memad import runtime
+from memad.model import training
 from memad.config import make_config, parse_assignment
 from memad.data import SplitCache, VideoSet
 from memad.errors import ConfigError, MemadError
-from memad.records import config_difference, write_json_atomic
+from memad.fileio import config_difference, write_json_atomic
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -61,7 +62,7 @@ DEFAULT_PRESETS = ("mnad_pred", "mnad_recon")
 BEGIN = "<!-- BEGIN bench-summary"
 END = "<!-- END bench-summary -->"
 MODES = ("sequential", "batched")
-#: Per-mode metrics kept from :meth:`memad.evaluation.Scores.metrics`.
+#: Per-mode metrics kept from :meth:`memad.scoring.runner.Scores.metrics`.
 METRIC_KEYS = ("frame_auroc", "frame_auroc_macro", "aupr", "eer", "pixel_auroc", "fps", "frames")
 
 
@@ -150,7 +151,7 @@ def score_modes(det, test: VideoSet, device: torch.device, *, warm_up: bool,
     original = det.config["test"]["mode"], det.config["test"]["chunk"]
     passes = [(mode, original[1], mode) for mode in MODES]
     passes += [("batched", c, f"batched_chunk{c}") for c in dict.fromkeys(chunks) if c != original[1]]
-    writes = det.config["test"]["update"] and det.memory.writes_at_test_time
+    writes = det.config["test"]["update"] and det.memory.writes
     out: dict[str, dict[str, Any]] = {}
     try:
         for mode, chunk, key in passes:
@@ -213,7 +214,7 @@ def train_and_score(preset: str, config: dict[str, Any], splits: SplitCache, dev
         "peak_gpu_mib_train": train_peak,
         "peak_gpu_mib_test": max((m["peak_gpu_mib"] for m in modes.values() if m["peak_gpu_mib"] is not None),
                                  default=None),
-        "memory_writes_at_test": bool(config["test"]["update"] and det.memory.writes_at_test_time),
+        "memory_writes_at_test": bool(config["test"]["update"] and det.memory.writes),
         "parameters": det.count_parameters()["total"],
         "modes": modes,
         "config": config,
@@ -284,7 +285,7 @@ def run_benchmark(presets: Sequence[str], data: Any, *, seeds: int = 3, epochs: 
     if not progress:
         overrides["train.progress"] = False
     configs = preset_configs(presets, overrides)
-    dev = training.pick_device(next(iter(configs.values()))["train"]["device"])
+    dev = runtime.pick_device(next(iter(configs.values()))["train"]["device"])
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"train.device={dev}: CUDA is not available here")
     if dev.type == "cuda":
@@ -641,7 +642,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.profile or args.profile_only:
             prof_overrides = {**overrides, **({"train.device": args.device} if args.device else {})}
             configs = preset_configs(args.presets, prof_overrides)
-            dev = training.pick_device(next(iter(configs.values()))["train"]["device"])
+            dev = runtime.pick_device(next(iter(configs.values()))["train"]["device"])
             if dev.type == "cuda":
                 torch.backends.cudnn.benchmark = True
             tag = args.tag or f"{device_slug(dev)}-{time.strftime('%Y%m%d-%H%M%S')}"

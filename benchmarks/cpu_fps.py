@@ -5,7 +5,7 @@ No training: speed does not depend on the weights, so each preset is built untra
 ``sequential`` is one frame per pass with a memory write after each (the paper); presets whose
 memory does not write at test time run in chunks whatever the mode, so only ``batched`` is
 timed for them. Timings are model time only (frames already in memory), as
-:attr:`memad.evaluation.Scores.seconds` measures them, after one untimed warm-up pass; the
+:attr:`memad.scoring.runner.Scores.seconds` measures them, after one untimed warm-up pass; the
 fastest of ``--repeats`` (2) timed passes counts, since on a shared machine slower passes
 measure the other load.
 
@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 import memad
 from memad.data import VideoSet
-from memad.records import write_json_atomic
+from memad.fileio import write_json_atomic
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -93,7 +93,7 @@ def measure(preset: str, size_name: str, overrides: dict[str, Any], mode: str, f
             "chunk": 1 if mode == "sequential" else frames, "seconds": min(seconds), "fps": n / min(seconds),
             "seconds_per_pass": seconds,
             "parameters": det.count_parameters()["total"],
-            "memory_writes_at_test": bool(det.config["test"]["update"] and det.memory.writes_at_test_time)}
+            "memory_writes_at_test": bool(det.config["test"]["update"] and det.memory.writes)}
 
 
 def _fps(value: float) -> str:
@@ -199,7 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for size in args.sizes:
             overrides = {} if size == "full" else QUICK[preset]
             frames = args.frames_full if size == "full" else args.frames_quick
-            writes = memad.build(preset, **{**overrides, "train.device": "cpu"}).memory.writes_at_test_time
+            writes = memad.build(preset, **{**overrides, "train.device": "cpu"}).memory.writes
             for mode in ("sequential", "batched") if writes else ("batched",):
                 jobs.append((preset, size, overrides, mode, frames))
     rows = []

@@ -23,6 +23,7 @@ from typing import Any
 
 from memad import config as cfgmod
 from memad.registry import get_registry
+from memad.validation import type_name
 
 TARGET = Path(__file__).with_name("config.md")
 COMPONENT_KINDS = ("encoder", "memory", "update_rule", "decoder", "scorer")
@@ -88,7 +89,7 @@ def _section(name: str, schema: type) -> list[str]:
     for f in dataclasses.fields(schema):
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         text = comments.get(f.name, FALLBACK.get(f"{name}.{f.name}", ""))
-        lines.append(f"| `{name}.{f.name}` | {_cell(cfgmod._type_name(hints[f.name]))} | {_cell(_value(default))} | "
+        lines.append(f"| `{name}.{f.name}` | {_cell(type_name(hints[f.name]))} | {_cell(_value(default))} | "
                      f"{_constraint(f.metadata)} | {_cell(text)} |")
     return lines + [""]
 
@@ -106,8 +107,8 @@ def _component(kind: str, entry) -> list[str]:
         return lines + ["No parameters.", ""]
     lines += ["| parameter | type | default |", "|---|---|---|"]
     for pname, p in params.items():
-        nested = cfgmod.NESTED_COMPONENTS.get((kind, pname))
-        tp = f"a registered {nested} (name or section)" if nested else cfgmod._type_name(hints.get(pname, p.annotation))
+        nested = cfgmod.nested_components(entry.obj).get(pname)
+        tp = f"a registered {nested} (name or section)" if nested else type_name(hints.get(pname, p.annotation))
         tp = "any" if tp in ("_empty", "Parameter.empty") else tp
         lines.append(f"| `{pname}` | {_cell(tp)} | {_cell(_value(p.default))} |")
     return lines + [""]

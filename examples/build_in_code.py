@@ -1,4 +1,4 @@
-"""Build a detector in code, fit it, evaluate it, set a deployment threshold, save and load it.
+"""Build a detector in code, fit it, calibrate it, evaluate it, decide per frame, save and load it.
 
     python examples/build_in_code.py              # 64x64, 4 epochs on the synthetic videos (minutes on CPU)
     python examples/build_in_code.py --tiny       # seconds: 32x32, a few steps
@@ -25,13 +25,11 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
 
     size, widths, epochs, steps = (32, [8, 16, 32, 64], 1, 5) if args.tiny else (64, [16, 32, 64, 128], 4, 0)
-    # 1. Build: a preset plus overrides (any field of docs/config.md). The scorer here keeps raw
-    #    scores (normalise: none) so that the deployment threshold means the same on every video.
+    # 1. Build: a preset plus overrides (any field of docs/config.md).
     det = memad.build(
         args.preset,
         data={"image_size": size},
         encoder={"widths": widths},
-        scorer={"normalise": "none"},
         train={"epochs": epochs, "max_steps_per_epoch": steps, "progress": not args.tiny},
         # --tiny scores many frames per pass; the presets' own test.mode is kept otherwise.
         **({"test.mode": "batched"} if args.tiny else {}),
@@ -44,24 +42,30 @@ def main(argv: list[str] | None = None) -> dict:
     det.fit(args.data, out=out)
     print(f"trained {len(det.history_)} epochs, last loss {det.history_[-1]['loss']:.4f}")
 
-    # 3. Evaluate on the test split: threshold-free metrics.
-    result = det.score(args.data)
-    metrics = result.metrics()
-    print("frame AUROC {frame_auroc:.3f} (per video {frame_auroc_macro:.3f}), AUPR {aupr:.3f}, EER {eer:.3f}, "
-          "pixel AUROC {pixel_auroc:.3f}, {fps:.0f} frames/s".format(**metrics))
+    # 3. Calibrate on the normal training videos: each signal's normal range, and a threshold that
+    #    lets 1% of normal frames through (checked on normal videos held out of the fit).
+    det.calibrate(args.data, false_alarm_rate=0.01)
+    cal = det.calibration_
+    print(f"calibrated: threshold {det.threshold_:.4f}; held-out normal frames flagged: "
+          f"{cal['holdout_false_alarm_rate']:.1%} of {cal['holdout_frames']}")
 
-    # 4. Deployment: a threshold at the 99th percentile of normal training scores, then 0/1 per frame.
-    det.fit_threshold(args.data, percentile=99)
+    # 4. Evaluate on the test split: the paper's per-video scores and the calibrated ones.
+    result = det.score(args.data)
+    metrics = result.metrics(threshold=det.threshold_)
+    print("frame AUROC {frame_auroc:.3f} (per video {frame_auroc_macro:.3f}), calibrated {calibrated_frame_auroc:.3f}, "
+          "AUPR {aupr:.3f}, EER {eer:.3f}, pixel AUROC {pixel_auroc:.3f}, {fps:.0f} frames/s".format(**metrics))
+
+    # 5. Deployment: 0/1 per frame at the calibrated threshold.
     flagged = det.predict(result)
     hits = int((flagged & result.labels).sum())
-    print(f"threshold {det.threshold_:.4f}: {int(flagged.sum())} of {len(flagged)} test frames flagged, "
-          f"{hits} of {int(result.labels.sum())} anomalous frames caught")
+    print(f"{int(flagged.sum())} of {len(flagged)} test frames flagged, {hits} of {int(result.labels.sum())} "
+          f"anomalous frames caught (precision {metrics['precision']:.2f}, recall {metrics['recall']:.2f})")
 
-    # 5. Save and load: the checkpoint holds the config, weights, memory items and threshold.
+    # 6. Save and load: the checkpoint holds the config, weights, memory items, calibration and threshold.
     path = det.save(out / "final.pt")
     same = memad.load(path)
-    assert same.threshold_ == det.threshold_
-    assert np.allclose(same.score(args.data).scores, result.scores, atol=1e-4), "a reloaded detector scores alike"
+    assert same.threshold_ == det.threshold_ and same.calibration_ == det.calibration_
+    assert np.allclose(same.score(args.data).calibrated, result.calibrated, atol=1e-4), "reloaded, it scores alike"
     print(f"saved and reloaded {path}")
     return metrics
 

@@ -16,7 +16,7 @@ import argparse
 import tempfile
 
 import memad
-from memad.compare import Comparison
+from memad.reports.compare import Comparison
 
 
 def main(argv: list[str] | None = None) -> "Comparison":

@@ -41,7 +41,7 @@ class NearestItemMemory(memad.Memory):
     def out_channels(self, in_channels: int) -> int:
         return in_channels
 
-    def forward(self, features: Tensor, update: bool = False) -> memad.MemoryOutput:
+    def forward(self, features: Tensor) -> memad.MemoryOutput:
         b, c, h, w = features.shape
         q = features.float().permute(0, 2, 3, 1).reshape(-1, c)
         nearest = torch.cdist(q, self.items).argmin(dim=1)

@@ -6,13 +6,12 @@
 ['decoder', 'encoder', 'memory', 'total']
 """
 
-from .hookspecs import hookimpl
-from .interfaces import Decoder, Encoder, FrameStats, Memory, MemoryOutput, Scorer, UpdateRule
 from .errors import CheckpointError, ConfigError, DataError, MemadError, NumericalError
+from .hookspecs import hookimpl
+from .interfaces import Decoder, DecoderOutput, Encoder, FrameStats, Memory, MemoryOutput, Scorer, UpdateRule
+from .model.detector import Detector, build, load
 from .registry import get_registry, list_components, register, reload_plugins
-from .detector import Detector, build
-from .checkpoint import load
-from .compare import compare  # the function; the module stays importable as memad.compare
+from .reports.compare import compare
 
 __version__ = "0.1.0"
 
@@ -24,6 +23,6 @@ def list_presets() -> list[str]:
 
 __all__ = [
     "build", "load", "compare", "Detector", "register", "list_components", "list_presets", "get_registry",
-    "reload_plugins", "hookimpl", "Encoder", "Memory", "MemoryOutput", "Decoder", "Scorer", "UpdateRule",
-    "FrameStats", "MemadError", "ConfigError", "DataError", "CheckpointError", "NumericalError",
+    "reload_plugins", "hookimpl", "Encoder", "Memory", "MemoryOutput", "Decoder", "DecoderOutput", "Scorer",
+    "UpdateRule", "FrameStats", "MemadError", "ConfigError", "DataError", "CheckpointError", "NumericalError",
 ]

@@ -9,8 +9,9 @@ A config is a nested mapping with these sections:
     Fixed fields, see :class:`DataConfig`, :class:`TrainConfig`, :class:`TestConfig`.
 ``encoder``, ``memory``, ``decoder``, ``scorer``
     ``{name: <registered name>, <param>: <value>, ...}``; the params are the keyword
-    arguments of the registered class. ``memory.update`` is itself a component
-    section (kind ``update_rule``).
+    arguments of the registered class. A parameter the class declares in its
+    ``nested_components`` (``{"update": "update_rule"}`` for MNAD's memory) is itself a
+    component section, validated and built the same way.
 
 Overrides use dotted keys: ``data.image_size=64``, ``memory.items=20``,
 ``memory=memae`` (switching a component's name drops the old one's params).
@@ -21,7 +22,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import inspect
-import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping
@@ -30,14 +30,22 @@ import yaml
 
 from .errors import ConfigError, unknown_name_message
 from .registry import get_registry
+from .validation import check_value
 
 COMPONENT_SECTIONS = {"encoder": "encoder", "memory": "memory", "decoder": "decoder", "scorer": "scorer"}
-NESTED_COMPONENTS = {("memory", "update"): "update_rule"}
 #: Constructor arguments the detector fills from the rest of the config, never from the user.
 CONTEXT_ARGS = frozenset(
     {"in_channels", "out_channels", "encoder_channels", "encoder_reductions", "task", "frames", "image_size",
-     "update_rule", "memory_channels"}
+     "update_rule", "memory_channels", "level_channels", "channels"}
 )
+#: Fields that moved, with where they are now: an old name is an error that says so.
+MOVED_FIELDS = {("test", "gate"): "memory.gate (a parameter of the memories that gate their test-time writes, "
+                                  "such as mnad)"}
+
+
+def nested_components(obj: Any) -> dict[str, str]:
+    """``{parameter: kind}`` of the parameters a component class declares as components itself."""
+    return dict(getattr(obj, "nested_components", None) or {})
 
 
 def _range(lo: float | None = None, hi: float | None = None, *, lo_open: bool = False) -> dict[str, Any]:
@@ -54,6 +62,10 @@ class DataConfig:
     channels: int = field(default=3, metadata={"choices": (1, 3)})
     #: Input frames per sample (prediction predicts the one after them).
     frames: int = field(default=1, metadata=_range(1))
+    #: What the model sees and outputs: the frames, or the differences of consecutive frames
+    #: (``(f[t] - f[t-1]) / 2``, in [-1, 1]): a cheap motion input in place of optical flow. With
+    #: differences a clip reads one frame more than ``frames`` (+1 for prediction) raw frames.
+    input: Literal["frames", "differences"] = "frames"
     #: Test frames whose pixel maps are kept for pixel AUROC, maps are resized to at most this side.
     pixel_eval_size: int = field(default=64, metadata=_range(8))
     #: Keep a split's decoded frames in memory (on the GPU when training there): "auto" does when
@@ -80,8 +92,9 @@ class TrainConfig:
     seed: int = 0
     #: "auto" picks CUDA when available.
     device: str = "auto"
-    #: bfloat16 autocast on CUDA (ignored on CPU).
-    amp: bool = True
+    #: bfloat16 autocast: "auto" on CUDA only; true also on CPU (fast where the CPU has native
+    #: bf16, e.g. avx512_bf16 or AMX; emulated and slow elsewhere); false runs float32 throughout.
+    amp: bool | Literal["auto"] = "auto"
     #: Weights and batches in channels-last layout (NHWC), used for training and testing;
     #: "auto" turns it on for CUDA only, where convolutions run faster in that layout.
     channels_last: bool | Literal["auto"] = "auto"
@@ -105,11 +118,12 @@ class TestConfig:
     #: (the paper). "batched": ``chunk`` frames per pass, the memory written once per chunk.
     mode: Literal["sequential", "batched"] = "sequential"
     chunk: int = field(default=64, metadata=_range(1))
-    #: Write the memory at test time (for memories that support it).
+    #: Write the memory at test time (for memories that support it), through the memory's own
+    #: test-time protocol (``mnad``: only frames below ``memory.gate``).
     update: bool = True
-    #: Test-time gate: a frame's queries are written only when its weighted regular
-    #: score (eq. 6-7) is below this; null writes every frame.
-    gate: float | None = field(default=None, metadata=_range(0))
+    #: Which frame of a clip gets the clip's score: "last" (the predicted frame, or the newest
+    #: input), "centre" (``clip_length // 2``, MemAE's official code) or an index into the clip.
+    score_frame: int | Literal["last", "centre"] = field(default="last", metadata=_range(0))
     #: "never" carries the memory across test videos (official code); "video" restores
     #: the trained memory at the start of each video.
     reset: Literal["never", "video"] = "never"
@@ -120,84 +134,6 @@ TOP_LEVEL = ("name", "task", "description", *SECTIONS, *COMPONENT_SECTIONS)
 TASKS = ("prediction", "reconstruction")
 
 
-# -- type checking -----------------------------------------------------------------------
-def _type_name(tp: Any) -> str:
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        return " or ".join(repr(a) for a in typing.get_args(tp))
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_type_name(a) for a in typing.get_args(tp))
-    if origin in (list, tuple):
-        args = typing.get_args(tp)
-        return f"a list of {_type_name(args[0])}" if args else "a list"
-    if tp is type(None):
-        return "null"
-    return getattr(tp, "__name__", str(tp))
-
-
-def _coerce(value: Any, tp: Any) -> tuple[bool, Any]:
-    """Check ``value`` against annotation ``tp``; ints are accepted for floats."""
-    if tp is Any or tp is inspect.Parameter.empty:
-        return True, value
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        return value in typing.get_args(tp), value
-    if origin in (typing.Union, types.UnionType):
-        for arg in typing.get_args(tp):
-            ok, v = _coerce(value, arg)
-            if ok:
-                return True, v
-        return False, value
-    if origin in (list, tuple, typing.Sequence) or tp in (list, tuple):
-        if not isinstance(value, (list, tuple)):
-            return False, value
-        args = typing.get_args(tp)
-        if not args:
-            return True, list(value)
-        inner = args[0]
-        out = []
-        for v in value:
-            ok, cv = _coerce(v, inner)
-            if not ok:
-                return False, value
-            out.append(cv)
-        return True, out
-    if origin in (dict, typing.Mapping) or tp in (dict,):
-        return isinstance(value, dict), value
-    if tp is type(None):
-        return value is None, value
-    if tp is bool:
-        return isinstance(value, bool), value
-    if tp is int:
-        return isinstance(value, int) and not isinstance(value, bool), value
-    if tp is float:
-        if isinstance(value, bool):
-            return False, value
-        return isinstance(value, (int, float)), float(value) if isinstance(value, (int, float)) else value
-    if tp is str:
-        return isinstance(value, str), value
-    if isinstance(tp, type):
-        return isinstance(value, tp), value
-    return True, value
-
-
-def _check_value(path: str, value: Any, tp: Any, meta: Mapping[str, Any] | None = None) -> Any:
-    ok, value = _coerce(value, tp)
-    if not ok:
-        raise ConfigError(f"{path}: expected {_type_name(tp)}, got {value!r} ({type(value).__name__})")
-    meta = meta or {}
-    if "choices" in meta and value not in meta["choices"]:
-        raise ConfigError(f"{path}: expected one of {list(meta['choices'])}, got {value!r}")
-    if "range" in meta and value is not None:
-        lo, hi, lo_open = meta["range"]
-        for v in value if isinstance(value, list) else [value]:
-            if lo is not None and (v <= lo if lo_open else v < lo):
-                raise ConfigError(f"{path}: expected a value {'>' if lo_open else '>='} {lo}, got {v!r}")
-            if hi is not None and v > hi:
-                raise ConfigError(f"{path}: expected a value <= {hi}, got {v!r}")
-    return value
-
-
 def _check_section(name: str, values: Any, schema: type) -> dict[str, Any]:
     if not isinstance(values, Mapping):
         raise ConfigError(f"{name}: expected a mapping of fields, got {values!r}")
@@ -205,9 +141,12 @@ def _check_section(name: str, values: Any, schema: type) -> dict[str, Any]:
     fields = {f.name: f for f in dataclasses.fields(schema)}
     out = {}
     for key, value in values.items():
+        if (name, key) in MOVED_FIELDS:
+            raise ConfigError(f"{name}.{key} has moved to {MOVED_FIELDS[name, key]}; checkpoints of older versions "
+                              f"are converted when loaded")
         if key not in fields:
             raise ConfigError(unknown_name_message(f"field in '{name}':", key, fields))
-        out[key] = _check_value(f"{name}.{key}", value, hints[key], fields[key].metadata)
+        out[key] = check_value(f"{name}.{key}", value, hints[key], fields[key].metadata)
     for key, f in fields.items():
         if key not in out:
             out[key] = copy.deepcopy(f.default if f.default is not dataclasses.MISSING else f.default_factory())
@@ -244,7 +183,7 @@ def _check_component(path: str, kind: str, section: Any) -> dict[str, Any]:
     for key, value in section.items():
         if key == "name":
             continue
-        sub_kind = NESTED_COMPONENTS.get((path, key))
+        sub_kind = nested_components(entry.obj).get(key)
         if key not in params:
             raise ConfigError(
                 unknown_name_message(f"parameter of {kind} {section['name']!r} ({path}.{key}):", key, params)
@@ -252,7 +191,7 @@ def _check_component(path: str, kind: str, section: Any) -> dict[str, Any]:
         if sub_kind is not None:
             out[key] = _check_component(f"{path}.{key}", sub_kind, value)
         else:
-            out[key] = _check_value(f"{path}.{key}", value, hints.get(key, params[key].annotation))
+            out[key] = check_value(f"{path}.{key}", value, hints.get(key, params[key].annotation))
     for key, p in params.items():
         if key not in out and p.default is inspect.Parameter.empty:
             raise ConfigError(f"{path}: {kind} {section['name']!r} needs {key!r}")
@@ -315,8 +254,18 @@ def _flatten(overrides: Mapping[str, Any], prefix: str = "") -> list[tuple[str, 
     return items
 
 
-def _is_component_path(parts: list[str]) -> bool:
-    return parts[0] in COMPONENT_SECTIONS or tuple(parts[:2]) in NESTED_COMPONENTS
+def _is_component_path(parts: list[str], config: Mapping[str, Any]) -> bool:
+    """Whether ``parts`` names a component section: a top-level one, or a parameter that the
+    component configured at its parent declares as nested (``memory.update``)."""
+    if len(parts) == 1:
+        return parts[0] in COMPONENT_SECTIONS
+    parent = config.get(parts[0]) if parts[0] in COMPONENT_SECTIONS else None
+    name = parent.get("name") if isinstance(parent, Mapping) else parent
+    if len(parts) != 2 or not isinstance(name, str):
+        return False
+    reg = get_registry()
+    kind = COMPONENT_SECTIONS[parts[0]]
+    return name in reg.names(kind) and parts[1] in nested_components(reg.get(kind, name).obj)
 
 
 def apply_overrides(config: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -333,7 +282,7 @@ def apply_overrides(config: Mapping[str, Any], overrides: Mapping[str, Any]) -> 
         parts = path.split(".")
         if parts[-1] == "name" and len(parts) >= 2:
             parts, value = parts[:-1], {"name": value}
-        if isinstance(value, Mapping) and "name" in value and _is_component_path(parts):
+        if isinstance(value, Mapping) and "name" in value and _is_component_path(parts, out):
             node = out
             for p in parts[:-1]:
                 node = node.setdefault(p, {})
@@ -356,7 +305,7 @@ def apply_overrides(config: Mapping[str, Any], overrides: Mapping[str, Any]) -> 
             nxt = node.get(p)
             if nxt is None:
                 nxt = node[p] = {}
-            elif isinstance(nxt, str) and _is_component_path(parts[: parts.index(p) + 1]):
+            elif isinstance(nxt, str) and _is_component_path(parts[: parts.index(p) + 1], out):
                 nxt = node[p] = {"name": nxt}
             elif not isinstance(nxt, dict):
                 raise ConfigError(f"{path}: {p!r} holds {nxt!r}, not a section")

@@ -10,9 +10,10 @@ no-op and memad runs in one process as before.
 What is synchronised how (see ``docs/distributed.md``):
 
 - gradients: DDP all-reduces them (a mean over the ranks) during ``backward``;
-- memory items, which move outside autograd: every rank gathers the queries of all
-  ranks (:func:`all_gather_cat`) and applies the update rule to that global set, then
-  rank 0's result is broadcast so that the items are bitwise identical everywhere;
+- memory state written outside autograd (prototype items...), for every memory alike:
+  the training loop gathers each step's queries from all ranks (:func:`all_gather_tree`),
+  the memory writes that global set on every rank, then its buffers are copied from
+  rank 0 (:func:`broadcast_buffers`) so that they are bitwise identical everywhere;
 - BatchNorm: batch statistics per rank, or across ranks with ``train.sync_bn`` (GPU
   only); the running statistics are averaged over the ranks at the end of each epoch
   (:func:`sync_buffers`), every other buffer is copied from rank 0;
@@ -37,6 +38,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from .errors import ConfigError
+from .runtime import pick_device
 
 #: The environment variables ``torchrun`` sets for every process it starts.
 TORCHRUN_VARIABLES = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
@@ -107,12 +109,10 @@ def setup(device: str = "auto") -> torch.device:
     """Join the process group when launched by torchrun; return this process's device.
 
     NCCL is used on CUDA, gloo on CPU. Idempotent: later calls only return the device.
-    Outside torchrun this is :func:`memad.training.pick_device`.
+    Outside torchrun this is :func:`memad.runtime.pick_device`.
     """
     global _owned_group
     if not launched():
-        from .training import pick_device
-
         return pick_device(device)
     if not dist.is_available():
         raise ConfigError("this process was started by torchrun, but this torch build has no torch.distributed")
@@ -198,6 +198,27 @@ def all_gather_cat(x: Tensor) -> Tensor:
     return torch.cat(parts)
 
 
+def all_gather_tree(x: Any) -> Any:
+    """:func:`all_gather_cat` of a tensor, or of each tensor in a list/tuple (multi-level queries)."""
+    if isinstance(x, (list, tuple)):
+        return type(x)(all_gather_tree(v) for v in x)
+    return all_gather_cat(x) if isinstance(x, Tensor) else x
+
+
+@torch.no_grad()
+def broadcast_buffers(module: nn.Module, src: int = 0) -> None:
+    """Copy every buffer of ``module`` from rank ``src`` (in place; a no-op in one process)."""
+    if not is_distributed():
+        return
+    for buf in module.buffers():
+        if buf.is_contiguous():
+            dist.broadcast(buf, src)
+        else:  # collectives want the default layout
+            tmp = buf.contiguous()
+            dist.broadcast(tmp, src)
+            buf.copy_(tmp)
+
+
 def broadcast(x: Tensor, src: int = 0) -> Tensor:
     """Rank ``src``'s ``x`` on every rank (a new tensor; ``x`` itself in one process)."""
     if not is_distributed():
@@ -262,8 +283,8 @@ def wrap(detector: nn.Module, device: torch.device, sync_bn: bool = False) -> tu
 
     No buffer sync before each forward pass (``forward_sync_buffers=False``, formerly
     ``broadcast_buffers=False``): DDP would copy rank 0's buffers (memory items, BatchNorm
-    running statistics) to every rank before each forward pass. The items need no copy,
-    the memory keeps them identical itself at each step; the running statistics are
+    running statistics) to every rank before each forward pass. The memory's buffers need no
+    copy, the training loop keeps them identical after each write (:func:`broadcast_buffers`); the running statistics are
     averaged at the end of each epoch instead (:func:`sync_buffers`), which is one
     collective per epoch rather than per step, and uses every rank's batches.
     With ``sync_bn``, BatchNorm normalises with the statistics of the global batch
@@ -337,6 +358,7 @@ def gather_video_results(results: dict[str, Tensor], frame_idx: np.ndarray, seco
 
 __all__ = [
     "launched", "is_distributed", "rank", "world_size", "local_rank", "is_main", "rank_device", "setup", "teardown",
-    "barrier", "shard", "shard_length", "split_videos", "all_gather_cat", "broadcast", "all_reduce_mean",
+    "barrier", "shard", "shard_length", "split_videos", "all_gather_cat", "all_gather_tree", "broadcast",
+    "broadcast_buffers", "all_reduce_mean",
     "all_gather_objects", "wrap", "sync_buffers", "effective_reset", "gather_video_results",
 ]

@@ -1,6 +1,8 @@
 """The component registry, fed by pluggy plugins from the ``memad`` entry-point group.
 
-Kinds: ``encoder``, ``memory``, ``update_rule``, ``decoder``, ``scorer``, ``dataset`` and ``preset``.
+Kinds: ``encoder``, ``memory``, ``update_rule``, ``decoder``, ``scorer``, ``dataset``, ``preset`` and
+``command`` (a ``memad`` subcommand: a function that adds its arguments to an argparse parser
+and returns the handler; its docstring's first line is the help).
 Built-in components live in ``memad_plugins`` and are loaded through the same
 entry-point group and hook as a third-party package. Scripts register in code:
 
@@ -33,7 +35,7 @@ import yaml
 from . import hookspecs
 from .errors import ConfigError, unknown_name_message
 
-KINDS = ("encoder", "memory", "update_rule", "decoder", "scorer", "dataset", "preset")
+KINDS = ("encoder", "memory", "update_rule", "decoder", "scorer", "dataset", "preset", "command")
 ENTRY_POINT_GROUP = "memad"
 #: The built-in plugin modules, registered from memad's own entry points when installed.
 BUILTIN_PLUGINS = {
@@ -44,6 +46,7 @@ BUILTIN_PLUGINS = {
     "datasets": "memad_plugins.datasets",
     "memae": "memad_plugins.memae",
     "timm_backbone": "memad_plugins.timm_backbone",
+    "commands": "memad.cli.builtin",
 }
 
 

@@ -232,7 +232,8 @@ def test_videoset_with_wrong_size_is_refused(action):
     ("mnad_pred", {"memory": "mnda"}, "unknown memory 'mnda'; did you mean 'mnad'? valid: "),
     ("mnad_pred", {"scorer.name": "psrn"}, "unknown scorer 'psrn'; did you mean 'psnr'?"),
     ("mnad_pred", {"data.chanels": 1},
-     "unknown field in 'data': 'chanels'; did you mean 'channels'? valid: channels, frames, image_size"),
+     "unknown field in 'data': 'chanels'; did you mean 'channels'? valid: cache_dir, channels, frames, image_size, "
+     "in_memory, input, memory_budget_gb, pixel_eval_size, workers"),
     ("mnad_pred", {"trian": {"epochs": 1}}, "unknown config section 'trian'; did you mean 'train'?"),
     ("mnad_pred", {"memory.itmes": 5}, "parameter of memory 'mnad' (memory.itmes): 'itmes'; did you mean 'items'?"),
 ])
@@ -244,7 +245,8 @@ def test_unknown_names_list_the_valid_ones(preset, overrides, fragment):
 @pytest.mark.parametrize("overrides, fragment", [
     ({"data.frames": "four"}, "data.frames: expected int, got 'four' (str)"),
     ({"train.epochs": 1.5}, "train.epochs: expected int, got 1.5 (float)"),
-    ({"train.amp": "yes"}, "train.amp: expected bool, got 'yes' (str)"),
+    ({"train.amp": "yes"}, "train.amp: expected bool or 'auto', got 'yes' (str)"),
+    ({"test.gate": 0.01}, "test.gate has moved to memory.gate"),
     ({"train.lr": -1}, "train.lr: expected a value > 0, got -1"),
     ({"train.lr": 0}, "train.lr: expected a value > 0, got 0"),
     ({"data.image_size": 4}, "data.image_size: expected a value >= 8, got 4"),

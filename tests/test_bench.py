@@ -12,13 +12,13 @@ import pytest
 import torch
 
 import memad
-from memad import training
+from memad.model import training
 from memad.errors import MemadError
 
 REPO = Path(__file__).resolve().parents[1]
 ARGS = ["--data", "synthetic", "--presets", "mnad_pred", "--seeds", "1", "--epochs", "1",
         "--set", "data.image_size=32", "--set", "encoder.widths=[8,16,32,64]",
-        "--set", "train.max_steps_per_epoch=2", "--set", "test.gate=null", "--set", "test.chunk=16",
+        "--set", "train.max_steps_per_epoch=2", "--set", "memory.gate=null", "--set", "test.chunk=16",
         "--device", "cpu", "--tag", "t", "--no-progress", "--chunks", "1"]
 
 
@@ -69,7 +69,7 @@ def test_record_holds_both_modes_of_the_same_model_and_the_environment(results):
     else:  # a copy without .git: no commit unless the caller names one
         assert env["git"] == {"commit": os.environ.get("MEMAD_GIT_COMMIT") or None, "dirty": None}
     assert env["torch"] == torch.__version__ and env["device_type"] == "cpu"
-    assert run["overrides"]["data.image_size"] == 32 and run["config"]["test"]["gate"] is None
+    assert run["overrides"]["data.image_size"] == 32 and run["config"]["memory"]["gate"] is None
 
 
 def test_rerun_skips_finished_runs_and_refuses_another_config(results, capsys):

@@ -9,13 +9,13 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 import memad
-import memad.evaluation
-import memad.training
+import memad.model.training
+import memad.scoring.runner
 from memad.cli import main
 from memad.data.synthetic import SyntheticSpec, make_synthetic
 from tests.conftest import tiny
 
-compare_module = sys.modules["memad.compare"]  # memad.compare is the function
+compare_module = sys.modules["memad.reports.compare"]  # memad.compare is the function
 
 
 @memad.register("dataset", "test_compare_small")
@@ -30,11 +30,11 @@ OVERRIDES = tiny(train={"max_steps_per_epoch": 3})
 
 
 class Calls:
-    """Counts calls of training.train and evaluation.score_videos, optionally stopping one run."""
+    """Counts calls of training.train and scoring.runner.score_videos, optionally stopping one run."""
 
     def __init__(self, monkeypatch, stop_seed=None, stop_epoch=None):
         self.train, self.score, self.epochs_logged = [], 0, []
-        real_train, real_score = memad.training.train, memad.evaluation.score_videos
+        real_train, real_score = memad.model.training.train, memad.scoring.runner.score_videos
 
         def train(det, data, **kw):
             self.train.append(det.config["train"]["seed"])
@@ -53,8 +53,8 @@ class Calls:
             self.score += 1
             return real_score(*a, **kw)
 
-        monkeypatch.setattr(memad.training, "train", train)
-        monkeypatch.setattr(memad.evaluation, "score_videos", score)
+        monkeypatch.setattr(memad.model.training, "train", train)
+        monkeypatch.setattr(memad.scoring.runner, "score_videos", score)
 
 
 def test_compare_writes_table_plots_report_and_reuses_finished_runs(tmp_path, monkeypatch, capsys):
@@ -73,14 +73,20 @@ def test_compare_writes_table_plots_report_and_reuses_finished_runs(tmp_path, mo
         assert row["frame_auroc_mean"] == pytest.approx(np.mean(aurocs))
         assert row["frame_auroc_std"] == pytest.approx(np.std(aurocs, ddof=1))
         assert row["pixel_auroc_mean"] is not None  # the synthetic data has masks
-    # Every run's AUROC agrees with its saved scores, its checkpoint carries the threshold.
+    # Every run's AUROCs agree with its saved scores (the paper's and the calibrated ones), the flags with the
+    # calibrated threshold; the checkpoint carries the calibration, whose threshold flags about 1% of its frames.
     for run in first.runs:
         npz = np.load(run.dir / "scores.npz")
         assert run.metrics["frame_auroc"] == pytest.approx(roc_auc_score(npz["labels"], npz["scores"]))
-        flagged = npz["scores"] >= run.metrics["threshold"]
+        assert run.metrics["calibrated_frame_auroc"] == pytest.approx(roc_auc_score(npz["labels"], npz["calibrated"]))
+        flagged = npz["calibrated"] >= run.metrics["threshold"]
         assert run.metrics["flagged"] == int(flagged.sum())
-        assert (npz["train_scores"] >= run.metrics["threshold"]).mean() <= 0.02 + 1 / len(npz["train_scores"])
-        assert memad.load(run.dir / "checkpoint.pt").threshold_ == pytest.approx(run.metrics["threshold"])
+        normal = npz["labels"] == 0
+        assert run.metrics["false_alarm_rate"] == pytest.approx(flagged[normal].mean())
+        loaded = memad.load(run.dir / "checkpoint.pt")
+        assert loaded.threshold_ == pytest.approx(run.metrics["threshold"])
+        cal = loaded.calibration_
+        assert cal["fit_false_alarm_rate"] <= 0.01 + 1 / cal["frames"] and cal["holdout_frames"] > 0
     with open(out / "results.csv") as fh:
         assert [r["preset"] for r in csv.DictReader(fh)] == ["mnad_pred", "mnad_recon"]
     report = (out / "report.md").read_text()

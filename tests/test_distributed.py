@@ -25,8 +25,9 @@ import memad
 from memad import distributed
 from memad.data import VideoSet
 from memad.data.synthetic import SyntheticSpec, make_synthetic
-from memad.evaluation import score_videos
-from memad.training import _epoch_order, train
+from memad.scoring.runner import score_videos
+from memad.data.clips import epoch_order as _epoch_order
+from memad.model.training import train, write_memory
 
 from .conftest import tiny
 
@@ -74,7 +75,7 @@ def _memory_items(rule: str, features: torch.Tensor, channels_last: bool = False
     out = []
     for step in range(features.shape[0]):
         batch = features[step].contiguous(memory_format=torch.channels_last) if channels_last else features[step]
-        mem(batch, update=True)
+        write_memory(mem, mem(batch).query)  # the training loop's write: gathered over the ranks
         out.append(mem.items.clone())
     return out
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from memad.cli import _load_subcommands, _overrides, build_parser
+from memad.cli import build_parser
+from memad.cli.common import overrides as _overrides
 from memad.config import make_config
 from memad.errors import ConfigError
 from memad.registry import get_registry
@@ -91,7 +92,6 @@ COMMANDS = _commands()
 
 
 def test_cli_page_covers_every_subcommand():
-    _load_subcommands()
     parser = build_parser()
     subcommands = set(parser._subparsers._group_actions[0].choices)  # noqa: SLF001 (argparse has no public accessor)
     cli_page = (ROOT / "docs" / "cli.md").read_text()
@@ -102,7 +102,6 @@ def test_cli_page_covers_every_subcommand():
 
 @pytest.mark.parametrize("page,command", COMMANDS)
 def test_documented_command_parses(page: str, command: str):
-    _load_subcommands()
     try:
         args = build_parser().parse_args(shlex.split(command)[1:])
     except SystemExit as exc:

@@ -14,7 +14,7 @@ from memad.config import make_config
 from memad.data import ImageSet, open_split
 from memad.data.images import is_image_folder, load_image_folder, make_defect_folder
 from memad.errors import DataError
-from memad.images import best_f1, category_metrics, f1_at_threshold
+from memad.metrics import best_f1, category_metrics, f1_at_threshold
 
 from .conftest import tiny
 
@@ -166,7 +166,7 @@ def test_maps_command_writes_a_png_grid_of_the_top_images(defects, tmp_path, cap
 def test_maps_lowest_adds_the_most_normal_images_on_a_row_of_their_own(defects, tmp_path, capsys):
     import memad
     from memad.cli import main
-    from memad.plots import top_frames_grid
+    from memad.reports.plots import top_frames_grid
 
     det = memad.build("ae", **tiny(), **{"scorer.normalise": "none"})
     ckpt = det.save(tmp_path / "ae.pt")
@@ -194,7 +194,7 @@ def test_maps_lowest_adds_the_most_normal_images_on_a_row_of_their_own(defects, 
 
 def test_evaluate_images_reports_f1_at_the_given_threshold(defects):
     import memad
-    from memad.images import evaluate_images
+    from memad.reports.images import evaluate_images
 
     det = memad.build("ae", **tiny(), **{"scorer.normalise": "none"})
     report = evaluate_images(det, defects, threshold=0.0)

@@ -149,8 +149,8 @@ def test_scoring_builds_no_autograd_graph(monkeypatch):
     seen = []
     forward = det.forward
 
-    def record(x, update=False):
-        out = forward(x, update=update)
+    def record(x):
+        out = forward(x)
         seen.append((torch.is_grad_enabled(), out.output.requires_grad, out.output.grad_fn))
         return out
 

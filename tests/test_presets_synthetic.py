@@ -34,9 +34,12 @@ def test_preset_trains_and_evaluates(preset):
     scores = det.score("synthetic")
     clip = det.clip_length
     assert len(scores.scores) == TEST_VIDEOS * (FRAMES_PER_VIDEO - clip + 1)
-    # the first clip_length - 1 frames of each video are unscored; a clip's score goes to its last frame
+    # a clip's score goes to its last frame (MemAE: its centre frame, as the official code), so the frames
+    # before that one in the first clip, and after it in the last, are unscored
+    offset = clip // 2 if preset == "memae" else clip - 1
+    assert det.score_offset == offset
     first = scores.frame[scores.video == 0]
-    assert first.min() == clip - 1 and first.max() == FRAMES_PER_VIDEO - 1
+    assert first.min() == offset and first.max() == FRAMES_PER_VIDEO - clip + offset
     assert np.isfinite(scores.scores).all()
     metrics = scores.metrics()
     for key in ("frame_auroc", "frame_auroc_macro", "aupr", "eer", "pixel_auroc"):

@@ -69,7 +69,7 @@ FIELDS = {
     "train.seed": st.integers(0, 2**31),
     "train.amp": st.booleans(),
     "test.chunk": st.integers(1, 256),
-    "test.gate": st.none() | st.floats(0, 1),
+    "memory.gate": st.none() | st.floats(0, 1),
     "test.mode": st.sampled_from(["sequential", "batched"]),
     "memory.items": st.integers(1, 50),
     "memory.compactness": st.floats(0, 1),

@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from memad.model.training import write_memory
 from memad_plugins.mnad.memory import PrototypeMemory
 from memad_plugins.update_rules.rules import MNADUpdate
 
@@ -125,16 +126,14 @@ def test_update_matches_loop_on_random_case(normalise):
     assert torch.allclose(MNADUpdate(normalise)(items, queries), _loop_update(items, queries, normalise), atol=1e-6)
 
 
-def test_training_forward_updates_items_and_eval_does_not():
+def test_forward_only_reads_and_the_training_write_applies_the_rule():
     mem = memory_with(UPDATE_ITEMS)
     before = mem.items.clone()
-    mem.eval()
-    mem(as_features(A, C), update=True)
-    assert torch.equal(mem.items, before)  # eval: never written by forward
-    mem.train()
-    mem(as_features(A, C), update=False)
-    assert torch.equal(mem.items, before)
-    mem(as_features(A, C), update=True)
+    for mode in (mem.eval, mem.train):
+        mode()
+        out = mem(as_features(A, C))
+        assert torch.equal(mem.items, before)  # a forward pass never writes
+    write_memory(mem, out.query)  # what the training loop does after each step
     expected = MNADUpdate()(before, torch.tensor([A, C]))
     assert torch.allclose(mem.items, expected, atol=1e-6)
 
@@ -152,7 +151,7 @@ def test_write_respects_the_gate_mask():
 def test_items_get_no_gradient_but_queries_do():
     mem = memory_with(ITEMS, compactness=1.0, separateness=1.0)
     feats = as_features([0.8, 0.6], [0.1, 0.9]).requires_grad_(True)
-    out = mem(feats, update=True)
+    out = mem(feats)
     (out.loss + out.read.sum()).backward()
     assert feats.grad is not None and feats.grad.abs().sum() > 0
     assert not mem.items.requires_grad

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 import memad
-from memad.evaluation import frame_metrics, regular_score
+from memad.metrics import frame_metrics
+from memad_plugins.mnad.memory import regular_score
 from memad.interfaces import FrameStats, normalise_per_group
 from memad_plugins.scorers.scorers import PSNRScorer, WeightedScorer
 
@@ -59,18 +60,33 @@ def trained_pred():
 
 
 def test_gate_controls_test_time_writes(trained_pred):
+    """The gate is the memory's own test-time protocol (memory.gate), not the core's."""
     det = trained_pred
     before = det.memory.items.clone()
-    det.config["test"]["gate"] = 0.0  # no frame's score is below 0: nothing is written
+    det.memory.gate = 0.0  # no frame's score is below 0: nothing is written
     closed = det.score("synthetic")
-    det.config["test"]["gate"] = None  # every frame is written
+    det.memory.gate = None  # every frame is written
     opened = det.score("synthetic")
     det.config["test"]["update"] = False
     frozen = det.score("synthetic")
-    det.config["test"].update(gate=0.01, update=True)
+    det.config["test"]["update"] = True
+    det.memory.gate = 0.01
     assert np.allclose(closed.stats.distance, frozen.stats.distance)
     assert not np.allclose(opened.stats.distance, frozen.stats.distance)
     assert torch.equal(det.memory.items, before)  # scoring restores the trained memory
+
+
+def test_test_write_applies_the_gate_per_frame():
+    """memory.test_write keeps exactly the frames whose eq. 6-7 score is below the gate."""
+    det = memad.build("mnad_pred", **tiny(memory={"gate": 0.05}))
+    memory = det.memory
+    query = torch.nn.functional.normalize(torch.randn(2, memory.dim, 2, 2, generator=torch.Generator().manual_seed(0)),
+                                          dim=1)
+    target = torch.zeros(2, 3, 4, 4)
+    output = torch.stack([torch.zeros(3, 4, 4), torch.ones(3, 4, 4)])  # error 0 (kept) and 0.25 in [0, 1] (gated)
+    before = memory.items.clone()
+    memory.test_write(memad.MemoryOutput(read=query, loss=torch.zeros(()), query=query), output, target)
+    torch.testing.assert_close(memory.items, memory.update_rule(before, memory._flat(query[:1])))
 
 
 def test_prediction_skips_first_frames_and_modes_agree_without_writes(trained_pred):

@@ -11,7 +11,7 @@ import torch
 import memad
 from memad.data.synthetic import make_synthetic
 from memad.data.videos import VideoSet
-from memad.training import prepare_model, uses_channels_last
+from memad.runtime import prepare_model, uses_channels_last
 from tests.conftest import tiny
 
 
@@ -55,7 +55,7 @@ def test_channels_last_one_step_matches(preset):
     x = torch.rand(2, plain.config["data"]["frames"] * 3, 32, 32) * 2 - 1
     grads = []
     for det, batch in ((plain, x), (nhwc, x.contiguous(memory_format=torch.channels_last))):
-        out = det(batch, update=True)
+        out = det(batch)
         (out.output.pow(2).mean() + out.memory.loss).backward()
         grads.append({n: p.grad for n, p in det.named_parameters()})
         grads[-1]["output"] = out.output.detach()
@@ -138,10 +138,10 @@ def test_compile_keeps_outputs_and_parameter_names():
     with torch.no_grad():
         eager = det(x).output
     det.config["train"]["compile"] = True
-    prepare_model(det, torch.device("cpu"))
+    prepare_model(det, det.config["train"], torch.device("cpu"), compiled=(det.encoder, det.decoder))
     with torch.no_grad():
         compiled = det(x).output
     torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-4)
     assert list(det.state_dict()) == names
-    prepare_model(det, torch.device("cpu"))  # a second call does not wrap again
+    prepare_model(det, det.config["train"], torch.device("cpu"), compiled=(det.encoder, det.decoder))  # a second call does not wrap again
     assert det.encoder._compiled_call_impl is not None

@@ -10,6 +10,7 @@ import memad
 from memad.cli import main as cli_main
 from memad.config import make_config
 from memad.interfaces import normalise_per_group
+from memad.model.training import write_memory
 
 from .conftest import tiny
 
@@ -52,7 +53,7 @@ def _memory_after_write(update) -> torch.Tensor:
     mem = det.memory.train()
     mem.items = _embed(ITEMS_2D)
     features = _embed(QUERIES_2D).t().reshape(1, 64, 1, 3) * 3.0  # any scale: queries are normalised
-    mem(features, update=True)
+    write_memory(mem, mem(features).query)  # one training step's write
     return mem.items[:, :2]
 
 
@@ -90,7 +91,7 @@ def test_update_none_freezes_items_through_the_cli(tmp_path):
     frozen = _cli_train(tmp_path / "none", "memory.update=none")
     assert frozen.config["memory"]["update"] == {"name": "none"}
     torch.testing.assert_close(frozen.memory.items, initial, atol=0, rtol=0)
-    assert not frozen.memory.writes_at_test_time
+    assert not frozen.memory.writes
     moved = _cli_train(tmp_path / "mnad")
     assert (moved.memory.items - initial).abs().max() > 1e-4
 

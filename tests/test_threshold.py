@@ -7,7 +7,8 @@ import torch
 
 import memad
 from memad.data import VideoSet
-from memad.threshold import precision_recall_f1, predict_labels, resolve_percentile, threshold_from_scores
+from memad.metrics import precision_recall_f1
+from memad.scoring.threshold import predict_labels, resolve_percentile, threshold_from_scores
 from tests.conftest import tiny
 
 

@@ -27,7 +27,7 @@ def test_timm_families_in_both_tasks(model, preset, frames):
     first_conv = next(m for m in det.encoder.modules() if isinstance(m, torch.nn.Conv2d))
     assert first_conv.in_channels == 3 * frames
     x = torch.rand(2, 3 * frames, 32, 32) * 2 - 1
-    out = det(x, update=True)
+    out = det(x)
     assert out.output.shape == (2, 3, 32, 32)
     # the memory reads the deepest map: 1/32 of 32 pixels for both families
     assert out.memory.read.shape == (2, 2 * info.channels()[-1], 1, 1)

@@ -17,5 +17,5 @@ class NoMemory(Memory):
     def out_channels(self, in_channels: int) -> int:
         return in_channels
 
-    def forward(self, features: Tensor, update: bool = False) -> MemoryOutput:
+    def forward(self, features: Tensor) -> MemoryOutput:
         return MemoryOutput(read=features, loss=features.new_zeros(()), distance=None)

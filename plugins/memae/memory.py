@@ -93,7 +93,7 @@ class MemAEMemory(Memory):
     def out_channels(self, in_channels: int) -> int:
         return in_channels
 
-    def forward(self, features: Tensor, update: bool = False) -> MemoryOutput:
+    def forward(self, features: Tensor) -> MemoryOutput:
         if features.dim() < 3 or features.shape[1] != self.dim:
             raise ValueError(f"MemAE memory: expected features (B, {self.dim}, ...spatial), "
                              f"got shape {tuple(features.shape)}")

@@ -107,6 +107,13 @@ class MemAE3DDecoder(Decoder):
         b, c, t, h, w = x.shape
         return x.transpose(1, 2).reshape(b, t * c, h, w)
 
+    def target_signals(self, output: Tensor, target: Tensor) -> dict[str, Tensor]:
+        """``clip_error``: the official MemAE score of a clip, the mean over its pixels (every frame,
+        every position) of the residual's L2 norm across channels."""
+        b, _, h, w = output.shape
+        residual = (output.float() - target.float()).view(b, self.frames, self.frame_channels, h, w)
+        return {"clip_error": residual.pow(2).sum(2).sqrt().flatten(1).mean(1)}
+
 
 class MemAE2DEncoder(Encoder):
     """Conv2d stages (kernel 3, stride 2), BatchNorm, LeakyReLU(0.2): MemAE's image model.

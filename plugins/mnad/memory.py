@@ -1,5 +1,6 @@
 """MNAD's prototype memory: M unit-norm items read by every query, moved by an update
-rule outside autograd, with the compactness and separateness losses (paper eq. 1-5, 8-12)."""
+rule outside autograd, with the compactness and separateness losses (paper eq. 1-5, 8-12),
+and its test-time write protocol: the gate of eq. 6-7."""
 
 from __future__ import annotations
 
@@ -7,8 +8,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from memad import Memory, MemoryOutput, UpdateRule, distributed
+from memad import Memory, MemoryOutput, UpdateRule
+from memad.interfaces import to_unit_range
 from memad.registry import get_registry
+
+
+def regular_score(output: Tensor, target: Tensor) -> Tensor:
+    """Eq. 6-7 per sample: ``sum(W e) / sum(W)``, ``e`` the squared error in [0, 1], ``W = 1 - exp(-e)``."""
+    e = (to_unit_range(output.float()) - to_unit_range(target.float())).pow(2).flatten(1)
+    w = 1 - torch.exp(-e)
+    return (w * e).sum(1) / w.sum(1).clamp_min(1e-12)
 
 
 def resolve_update_rule(update: UpdateRule | str | dict) -> UpdateRule:
@@ -36,7 +45,12 @@ class PrototypeMemory(Memory):
         margin: the triplet margin alpha.
         update: the update rule: a registered ``update_rule`` name or section.
         detach_weights: detach the read weights, as the official code does.
+        gate: the test-time gate (eq. 6-7): a test frame's queries are written only when its
+            weighted regular score is below this (official code: 0.01 pred, 0.015 recon);
+            null writes every frame.
     """
+
+    nested_components = {"update": "update_rule"}
 
     def __init__(
         self,
@@ -47,6 +61,7 @@ class PrototypeMemory(Memory):
         margin: float = 1.0,
         update: str | dict = "mnad",
         detach_weights: bool = True,
+        gate: float | None = None,
     ):
         super().__init__()
         if items < 2:
@@ -56,6 +71,9 @@ class PrototypeMemory(Memory):
         self.separateness = separateness
         self.margin = margin
         self.detach_weights = detach_weights
+        if gate is not None and gate < 0:
+            raise ValueError(f"memory.gate: expected a score >= 0 or null, got {gate!r}")
+        self.gate = gate
         self.update_rule = resolve_update_rule(update)
         # Items are state, not parameters: they are saved with the weights but never see a gradient.
         self.register_buffer("items", F.normalize(torch.rand(items, in_channels), dim=1))
@@ -64,7 +82,7 @@ class PrototypeMemory(Memory):
         return 2 * in_channels
 
     @property
-    def writes_at_test_time(self) -> bool:
+    def writes(self) -> bool:
         return self.update_rule.changes_items
 
     @staticmethod
@@ -72,7 +90,7 @@ class PrototypeMemory(Memory):
         b, c, h, w = query.shape
         return query.permute(0, 2, 3, 1).reshape(b * h * w, c)
 
-    def forward(self, features: Tensor, update: bool = False) -> MemoryOutput:
+    def forward(self, features: Tensor) -> MemoryOutput:
         b, c, h, w = features.shape
         # The memory runs in float32 even under autocast: its softmaxes and the update
         # compare unit vectors whose differences are small.
@@ -93,13 +111,8 @@ class PrototypeMemory(Memory):
             separate = F.triplet_margin_loss(q, pos, neg, margin=self.margin)
             distance = sq.reshape(b, h * w * c).mean(dim=1)
             loss = self.compactness * compact + self.separateness * separate
-
-            if update and self.training:
-                # Items move outside autograd, so DDP does not synchronise them: every rank applies
-                # the rule to the queries of all ranks (the global batch), then takes rank 0's result
-                # so that GPU kernels that sum in varying order cannot make the ranks drift apart.
-                self.write(distributed.all_gather_cat(query.detach()))
-                self.items = distributed.broadcast(self.items)
+        # The items move after the step, outside autograd: the training loop writes `query`
+        # (gathered over all processes) and the test loop calls test_write.
         return MemoryOutput(
             read=torch.cat([query, read], dim=1).to(features.dtype),
             loss=loss,
@@ -121,6 +134,11 @@ class PrototypeMemory(Memory):
         if query.shape[0] == 0:
             return
         self.items = self.update_rule(self.items, self._flat(query.float()))
+
+    def test_write(self, out: MemoryOutput, output: Tensor, target: Tensor) -> None:
+        """Eq. 6-7: write the frames whose weighted regular score is below ``gate`` (all without a gate)."""
+        keep = None if self.gate is None else regular_score(output, target) < self.gate
+        self.write(out.query, keep)
 
     def extra_repr(self) -> str:
         return f"items={self.items.shape[0]}, dim={self.dim}, update={type(self.update_rule).__name__}"

@@ -2,7 +2,7 @@
 
 from memad import hookimpl
 
-from .scorers import DistanceScorer, PSNRScorer, RegularityScorer, WeightedScorer
+from .scorers import DistanceScorer, PSNRScorer, RegularityScorer, SignalsScorer, WeightedScorer
 
 
 @hookimpl
@@ -11,3 +11,4 @@ def memad_register(registry):
     registry.add("scorer", "psnr", PSNRScorer)
     registry.add("scorer", "distance", DistanceScorer)
     registry.add("scorer", "regularity", RegularityScorer)
+    registry.add("scorer", "signals", SignalsScorer)

@@ -1,24 +1,17 @@
 """Per-frame anomaly scorers: PSNR, feature distance, the paper's weighted mix, MemAE's
-regularity. Each returns scores where higher means more anomalous."""
+regularity, and a weighted sum of any named signals. Each returns scores where higher means
+more anomalous, and scales signals through ``FrameStats.normalised`` so that the same scorer
+gives the paper's per-video scores and calibrated ones."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Mapping
 
 import numpy as np
 
 from memad import FrameStats, Scorer
-from memad.interfaces import normalise_per_group
 
 Normalise = Literal["video", "global", "none"]
-
-
-def _normalise(values: np.ndarray, stats: FrameStats, how: Normalise) -> np.ndarray:
-    if how == "video":
-        return normalise_per_group(values, stats.video)
-    if how == "global":
-        return normalise_per_group(values, np.zeros(len(values), dtype=int))
-    return np.asarray(values, dtype=np.float64)
 
 
 def _check_normalise(normalise: str) -> None:
@@ -26,61 +19,107 @@ def _check_normalise(normalise: str) -> None:
         raise ValueError(f"scorer.normalise: expected 'video', 'global' or 'none', got {normalise!r}")
 
 
-class WeightedScorer(Scorer):
+class _Normalising(Scorer):
+    def __init__(self, normalise: Normalise = "video"):
+        _check_normalise(normalise)
+        self.normalise = normalise
+
+    @property
+    def relative(self) -> bool:
+        return self.normalise != "none"
+
+    def config(self):
+        return {"normalise": self.normalise}
+
+
+class WeightedScorer(_Normalising):
     """The paper's score: ``1 - [w g(PSNR) + (1 - w)(1 - g(D))]``, g = min-max per video.
 
     Without a feature distance (no memory), it is ``1 - g(PSNR)``.
     """
 
+    requires = ("psnr",)
+
     def __init__(self, weight: float = 0.6, normalise: Normalise = "video"):
         if not 0.0 <= weight <= 1.0:
             raise ValueError(f"scorer.weight: expected a value in [0, 1], got {weight!r}")
-        _check_normalise(normalise)
-        self.weight, self.normalise = weight, normalise
+        super().__init__(normalise)
+        self.weight = weight
 
     def __call__(self, stats: FrameStats) -> np.ndarray:
-        g_psnr = _normalise(stats.psnr, stats, self.normalise)
+        g_psnr = stats.normalised("psnr", self.normalise)
         if stats.distance is None:
             return 1.0 - g_psnr
-        g_dist = _normalise(stats.distance, stats, self.normalise)
+        g_dist = stats.normalised("distance", self.normalise)
         return 1.0 - (self.weight * g_psnr + (1.0 - self.weight) * (1.0 - g_dist))
 
     def config(self):
         return {"weight": self.weight, "normalise": self.normalise}
 
 
-class PSNRScorer(Scorer):
+class PSNRScorer(_Normalising):
     """``1 - g(PSNR)``: low PSNR (poor prediction) is anomalous."""
 
-    def __init__(self, normalise: Normalise = "video"):
-        _check_normalise(normalise)
-        self.normalise = normalise
+    requires = ("psnr",)
 
     def __call__(self, stats: FrameStats) -> np.ndarray:
-        if self.normalise == "none":
-            return -np.asarray(stats.psnr, dtype=np.float64)
-        return 1.0 - _normalise(stats.psnr, stats, self.normalise)
+        return 1.0 - stats.normalised("psnr", self.normalise)
 
 
-class DistanceScorer(Scorer):
+class DistanceScorer(_Normalising):
     """``g(D)``: queries far from their nearest memory item are anomalous."""
 
-    def __init__(self, normalise: Normalise = "video"):
-        _check_normalise(normalise)
-        self.normalise = normalise
+    requires = ("distance",)
 
     def __call__(self, stats: FrameStats) -> np.ndarray:
-        if stats.distance is None:
-            raise ValueError("scorer 'distance' needs a memory that reports a feature distance")
-        return _normalise(stats.distance, stats, self.normalise)
+        return stats.normalised("distance", self.normalise)
 
 
-class RegularityScorer(Scorer):
-    """MemAE's score: ``g(e)`` with e the frame's reconstruction error (1 - regularity)."""
+class RegularityScorer(_Normalising):
+    """MemAE's score: ``g(e)`` with e the frame's reconstruction error (1 - regularity).
 
-    def __init__(self, normalise: Normalise = "video"):
-        _check_normalise(normalise)
-        self.normalise = normalise
+    ``signal`` names the error: ``mse`` (the mean squared error of the frame) or a signal a
+    model reports, such as the MemAE video model's ``clip_error`` (see ``plugins/memae``).
+    """
+
+    def __init__(self, normalise: Normalise = "video", signal: str = "mse"):
+        super().__init__(normalise)
+        self.signal = signal
+
+    @property
+    def requires(self) -> tuple[str, ...]:  # type: ignore[override]
+        return (self.signal,)
 
     def __call__(self, stats: FrameStats) -> np.ndarray:
-        return _normalise(stats.mse, stats, self.normalise)
+        return stats.normalised(self.signal, self.normalise)
+
+    def config(self):
+        return {"normalise": self.normalise, "signal": self.signal}
+
+
+class SignalsScorer(_Normalising):
+    """A weighted sum of normalised signals: ``sum_s w_s g(s)``; a negative weight for a
+    signal that is low on anomalies (``psnr: -1``). For a model whose memory or decoder
+    reports signals of its own, with no scorer written for it.
+
+    >>> import numpy as np
+    >>> stats = FrameStats(np.array([0, 0]), {"psnr": np.array([30., 20.]), "distance": np.array([.1, .3])})
+    >>> SignalsScorer({"psnr": -0.5, "distance": 0.5})(stats).tolist()
+    [-0.5, 0.5]
+    """
+
+    def __init__(self, weights: dict[str, float] = {"psnr": -1.0}, normalise: Normalise = "video"):
+        if not weights or not all(isinstance(v, (int, float)) for v in weights.values()):
+            raise ValueError(f"scorer.weights: expected {{signal: weight}} with numeric weights, got {weights!r}")
+        super().__init__(normalise)
+        self.weights: Mapping[str, float] = dict(weights)
+
+    @property
+    def requires(self) -> tuple[str, ...]:  # type: ignore[override]
+        return tuple(self.weights)
+
+    def __call__(self, stats: FrameStats) -> np.ndarray:
+        return sum(w * stats.normalised(name, self.normalise) for name, w in self.weights.items())
+
+    def config(self):
+        return {"weights": dict(self.weights), "normalise": self.normalise}

@@ -42,8 +42,15 @@ class TopKMemory(memad.Memory):
         init: ``random`` unit vectors, or ``kmeans`` of the first training batch's queries.
         compactness: weight of the compactness loss.
         separateness: weight of the separateness loss.
-        update: a registered update rule (``mnad``, ``ema``, ``none``...) or ``{name: ..., ...}``.
+        update: a registered update rule (``mnad``, ``ema``, ``none``...) or ``{name: ..., ...}``; memad
+            builds it from the config (declared in ``nested_components``).
+
+    Items move outside autograd: ``writes`` is True, so memad's training loop hands each step's
+    queries (gathered from every process) to :meth:`write` and keeps the items identical on
+    every process; at test time the default protocol writes every frame.
     """
+
+    nested_components = {"update": "update_rule"}
 
     def __init__(
         self,
@@ -53,7 +60,7 @@ class TopKMemory(memad.Memory):
         init: Literal["random", "kmeans"] = "random",
         compactness: float = 0.1,
         separateness: float = 0.1,
-        update: str | dict = "mnad",
+        update: str | dict | memad.UpdateRule = "mnad",
     ):
         super().__init__()
         if items < 2:
@@ -64,9 +71,11 @@ class TopKMemory(memad.Memory):
             raise ValueError(f"memory.init: expected 'random' or 'kmeans', got {init!r}")
         self.k, self.init = k, init
         self.compactness, self.separateness = compactness, separateness
-        spec = {"name": update} if isinstance(update, str) else dict(update)
-        rule = memad.get_registry().get("update_rule", spec.pop("name")).obj
-        self.update_rule = rule(**spec)
+        if isinstance(update, memad.UpdateRule):
+            self.update_rule = update
+        else:  # built directly in Python rather than from a config
+            spec = {"name": update} if isinstance(update, str) else dict(update)
+            self.update_rule = memad.get_registry().get("update_rule", spec.pop("name")).obj(**spec)
         self.register_buffer("items", F.normalize(torch.rand(items, in_channels), dim=1))
         # Saved with the weights, so a loaded model is not re-initialised by its next batch.
         self.register_buffer("initialised", torch.tensor(init == "random"))
@@ -75,7 +84,7 @@ class TopKMemory(memad.Memory):
         return 2 * in_channels
 
     @property
-    def writes_at_test_time(self) -> bool:
+    def writes(self) -> bool:
         return self.update_rule.changes_items
 
     def read_weights(self, q: Tensor) -> Tensor:
@@ -84,7 +93,7 @@ class TopKMemory(memad.Memory):
         top = sim.topk(self.k, dim=1)
         return torch.zeros_like(sim).scatter_(1, top.indices, torch.softmax(top.values, dim=1))
 
-    def forward(self, features: Tensor, update: bool = False) -> memad.MemoryOutput:
+    def forward(self, features: Tensor) -> memad.MemoryOutput:
         b, c, h, w = features.shape
         with torch.autocast(features.device.type, enabled=False):
             query = F.normalize(features.float(), dim=1)
@@ -99,8 +108,6 @@ class TopKMemory(memad.Memory):
             sq = (q - pos).pow(2)
             compact = sq.mean()
             separate = F.triplet_margin_loss(q, pos, neg, margin=1.0)
-            if update and self.training:
-                self.write(query.detach())
         return memad.MemoryOutput(
             read=torch.cat([query, read], dim=1).to(features.dtype),
             loss=self.compactness * compact + self.separateness * separate,

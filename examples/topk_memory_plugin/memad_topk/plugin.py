@@ -14,7 +14,7 @@ MNAD_PRED_TOPK = {
     "decoder": {"name": "mnad_unet", "skip": True},
     "scorer": {"name": "mnad", "weight": 0.6},
     "train": {"epochs": 60, "batch_size": 4, "lr": 2.0e-4, "scheduler": "cosine"},
-    "test": {"mode": "sequential", "update": True, "gate": 0.01},
+    "test": {"mode": "sequential", "update": True},
 }
 
 

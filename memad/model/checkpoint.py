@@ -8,40 +8,26 @@ checkpoint in place of a good one.
 
 from __future__ import annotations
 
-import os
 import pickle
 import re
-import secrets
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .errors import CheckpointError
+from ..errors import CheckpointError
+from ..fileio import atomic_write
 
 FORMAT = "memad-checkpoint"
-VERSION = 1
+#: 2: MNAD's test-time gate moved from ``test.gate`` to the memory (``memory.gate``); checkpoints
+#: carry a ``calibration``. Version-1 files are upgraded on reading (:func:`upgrade`).
+VERSION = 2
 
 
 def atomic_save(obj: Any, path: str | Path) -> Path:
     """``torch.save`` to ``path`` through a temporary file and an atomic rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Not mkstemp: its files are private (0600), and a shared checkpoint should get the mode
-    # (umask) any new file gets. O_EXCL and a random name keep it just as safe.
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda fh: torch.save(obj, fh))
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -78,6 +64,30 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: not a memad checkpoint (no 'format: {FORMAT}' field)")
     if data.get("version", 0) > VERSION:
         raise CheckpointError(f"{path}: checkpoint version {data['version']} is newer than this memad ({VERSION})")
+    return upgrade(data, path)
+
+
+def upgrade(data: dict[str, Any], path: str | Path = "checkpoint") -> dict[str, Any]:
+    """A checkpoint of an older version in today's form (the file itself is not changed).
+
+    Version 1 kept MNAD's test-time gate in ``test.gate``; it now belongs to the memory that
+    defines it, ``memory.gate``. Its ``train.amp: true`` meant bf16 on CUDA only, now ``auto``.
+    """
+    version = data.get("version", 1)
+    config = data.get("config")
+    if version < 2 and isinstance(config, dict):
+        test = dict(config.get("test") or {})
+        gate = test.pop("gate", None)
+        memory = config.get("memory")
+        if gate is not None:
+            if not isinstance(memory, dict):
+                raise CheckpointError(f"{path}: version-1 checkpoint with test.gate={gate} but no memory section to "
+                                      f"move it to; rebuild the model and save it again")
+            memory = {**memory, "gate": gate}
+        train = dict(config.get("train") or {})
+        if train.get("amp") is True:
+            train["amp"] = "auto"
+        data = {**data, "version": VERSION, "config": {**config, "test": test, "memory": memory, "train": train}}
     return data
 
 
@@ -89,29 +99,8 @@ def save_checkpoint(path: str | Path, detector, **extra: Any) -> Path:
         "config": detector.config,
         "model": detector.state_dict(),
         "threshold": detector.threshold_,
+        "calibration": getattr(detector, "calibration_", None),
         "history": detector.history_,
         **extra,
     }
     return atomic_save(payload, path)
-
-
-def load(path: str | Path, device: str | torch.device = "cpu"):
-    """A detector from a checkpoint written by :meth:`Detector.save` or by training.
-
-    >>> import memad, tempfile, os
-    >>> det = memad.build("ae", data={"image_size": 32}, encoder={"widths": [8, 16, 32, 64]})
-    >>> path = det.save(os.path.join(tempfile.mkdtemp(), "ae.pt"))
-    >>> memad.load(path).count_parameters() == det.count_parameters()
-    True
-    """
-    from .detector import Detector
-
-    data = read_checkpoint(path)
-    det = Detector(data["config"])
-    missing, unexpected = det.load_state_dict(data["model"], strict=False)
-    if missing or unexpected:
-        raise CheckpointError(f"{path}: weights do not fit the config: missing {missing[:5]}, "
-                              f"unexpected {unexpected[:5]}")
-    det.threshold_ = data.get("threshold")
-    det.history_ = list(data.get("history") or [])
-    return det.to(device).eval()

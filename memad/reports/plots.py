@@ -24,11 +24,11 @@ import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from sklearn.metrics import roc_auc_score, roc_curve  # noqa: E402
 
-from .errors import DataError  # noqa: E402
+from ..errors import DataError  # noqa: E402
 
 if TYPE_CHECKING:
-    from .data import VideoSet
-    from .evaluation import Scores
+    from ..data import VideoSet
+    from ..scoring.runner import Scores
 
 __all__ = ["roc_curves", "score_timelines", "top_frames_grid", "anomalous_intervals"]
 
@@ -188,7 +188,7 @@ def top_frames_grid(
     gives the video, the frame number inside it, the score and the label when known.
 
     Args:
-        scores: a :class:`memad.evaluation.Scores` from ``detector.score(data)``; its
+        scores: a :class:`memad.scoring.runner.Scores` from ``detector.score(data)``; its
             ``frame`` indexes ``videos.frames``.
         videos: the split that was scored, e.g. ``memad.data.open_split(data, "testing",
             detector.config)``.

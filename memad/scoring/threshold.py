@@ -7,15 +7,11 @@ frames (``percentile=99`` lets about 1% of normal frames through as false alarms
 anomalous when its score is **at or above** the threshold.
 
 Which score the threshold applies to
-    The detector's own scorer output, computed over the set of frames passed in one call.
-    With ``scorer.normalise: none`` a frame's score depends on that frame alone, so a
-    threshold fitted on training videos means the same thing on any later video: the
-    natural choice for deployment. With ``global`` the scores are min-max scaled over
-    all frames of the call, and with ``video`` (the paper's default) over each video:
-    every video then has a frame scoring 1, so the threshold flags the top of *every*
-    video, anomalous or not. Per-video scaling compensates for differences between
-    scenes and is what the paper's AUROC numbers use; it needs the whole video before
-    any frame is scored (offline) and makes the threshold relative to each video.
+    A detector's calibrated scores (:mod:`memad.scoring.calibration`) depend on each frame
+    alone, so a threshold fitted on normal videos means the same on any later video or live
+    stream: what :meth:`Detector.calibrate` fits. Uncalibrated scores are the scorer's as
+    configured: with per-video min-max scaling (the paper's) every video has a frame scoring
+    1, so a threshold flags the top of *every* video, anomalous or not.
 
 >>> import numpy as np
 >>> t = threshold_from_scores(np.arange(10.0), percentile=90)
@@ -26,15 +22,12 @@ Which score the threshold applies to
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
-from sklearn.metrics import precision_recall_fscore_support
 
-from .errors import ConfigError, NumericalError
+from ..errors import ConfigError, NumericalError
 
-__all__ = ["resolve_percentile", "threshold_from_scores", "predict_labels", "precision_recall_f1",
-           "DEFAULT_PERCENTILE"]
+__all__ = ["resolve_percentile", "threshold_from_scores", "predict_labels", "DEFAULT_PERCENTILE"]
 
 #: Used when neither ``percentile`` nor ``contamination`` is given: 1% of normal frames flagged.
 DEFAULT_PERCENTILE = 99.0
@@ -79,16 +72,3 @@ def predict_labels(scores: np.ndarray, threshold: float) -> np.ndarray:
     if threshold is None or not math.isfinite(float(threshold)):
         raise ConfigError(f"threshold: expected a finite number, got {threshold!r} (call fit_threshold first)")
     return (np.asarray(scores, dtype=np.float64) >= float(threshold)).astype(np.int8)
-
-
-def precision_recall_f1(labels: np.ndarray, predicted: np.ndarray) -> dict[str, Any]:
-    """Precision, recall and F1 of 0/1 ``predicted`` against 0/1 ``labels`` (0 where undefined).
-
-    >>> precision_recall_f1(np.array([1, 1, 0, 0]), np.array([1, 0, 1, 0]))
-    {'precision': 0.5, 'recall': 0.5, 'f1': 0.5, 'flagged': 2}
-    """
-    labels, predicted = np.asarray(labels).astype(int), np.asarray(predicted).astype(int)
-    if labels.shape != predicted.shape:
-        raise ValueError(f"labels {labels.shape} and predictions {predicted.shape} differ in shape")
-    p, r, f, _ = precision_recall_fscore_support(labels, predicted, average="binary", pos_label=1, zero_division=0)
-    return {"precision": float(p), "recall": float(r), "f1": float(f), "flagged": int(predicted.sum())}

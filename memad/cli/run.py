@@ -1,0 +1,166 @@
+"""``memad list``, ``memad train``, ``memad eval`` and ``memad calibrate``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Callable
+
+from .common import add_set, overrides, print_json, report
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def setup_list(p: argparse.ArgumentParser) -> Handler:
+    """registered components, presets and commands, with where each came from"""
+    p.add_argument("--json", action="store_true")
+
+    def run(args: argparse.Namespace) -> int:
+        from ..registry import KINDS, get_registry
+
+        reg = get_registry()
+        if args.json:
+            print_json({
+                "components": {k: {e.name: e.source for e in reg if e.kind == k} for k in KINDS},
+                "plugins": [{"name": n, "source": s} for n, s in reg.plugins],
+                "failed": [{"name": f.name, "source": f.source, "error": f.error} for f in reg.failures],
+            })
+            return 0
+        for kind in KINDS:
+            entries = [e for e in reg if e.kind == kind]
+            print("memories:" if kind == "memory" else f"{kind}s:")
+            width = max((len(e.name) for e in entries), default=0)
+            for e in entries:
+                desc = e.obj.get("description", "") if kind == "preset" else (e.obj.__doc__ or "").strip().split("\n")[0]
+                print(f"  {e.name:<{width}}  [{e.source}]  {desc}")
+        if reg.failures:
+            print("plugins that failed to load:")
+            for f in reg.failures:
+                print(f"  {f.name} [{f.source}]: {f.error}")
+        return 0
+
+    return run
+
+
+def _add_calibration_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--false-alarm-rate", type=float, default=0.01, metavar="RATE",
+                   help="calibration: the fraction of normal frames the threshold may flag (default 0.01)")
+    p.add_argument("--holdout", type=float, default=0.25, metavar="FRACTION",
+                   help="calibration: fraction of the normal videos held out to check the threshold (default 0.25)")
+
+
+def _print_calibration(cal: dict, path: Path | str) -> None:
+    held = cal["holdout_false_alarm_rate"]
+    check = (f"{held:.2%} of {cal['holdout_frames']} held-out normal frames flagged" if held is not None
+             else "no video held out to check it")
+    print(f"memad: calibrated on {cal['frames']} normal frames: threshold {cal['threshold']:.4f} for a false-alarm "
+          f"rate of {cal['false_alarm_rate']:.2%} ({check}); saved in {path}", file=sys.stderr)
+
+
+def setup_train(p: argparse.ArgumentParser) -> Handler:
+    """train a preset on a dataset (and calibrate its scores on the training videos)"""
+    p.add_argument("preset")
+    p.add_argument("--data", required=True, help="dataset root, a data spec such as 'synthetic' or 'ucsd:PATH'")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: auto)")
+    p.add_argument("--out", help="folder for the checkpoint (default: runs/PRESET)")
+    p.add_argument("--no-resume", action="store_true", help="start afresh even if OUT holds a checkpoint")
+    p.add_argument("--no-calibrate", action="store_true", help="skip the calibration after training")
+    _add_calibration_options(p)
+    p.add_argument("--eval", action="store_true", help="evaluate on the test split after training")
+    p.add_argument("--labels", help="label file for --eval (.npy or .mat)")
+    p.add_argument("--json", action="store_true", help="with --eval: print the metrics as JSON")
+    add_set(p)
+
+    def run(args: argparse.Namespace) -> int:
+        from ..data import VideoSet, open_split
+        from ..distributed import is_main
+        from ..model.detector import build
+        from ..model.training import CHECKPOINT_NAME, train
+
+        det = build(args.preset, **overrides(args))
+        out = Path(args.out or Path("runs") / det.config["name"])
+        # With --eval, a bad test split or label file must fail now, not after hours of training.
+        test_set = open_split(args.data, "testing", det.config, labels=args.labels) if args.eval else None
+        counts = det.count_parameters()
+        if is_main():  # under torchrun: rank 0 speaks for all
+            print(f"memad: training {det.config['name']} ({counts['total']:,} parameters) on {args.data} -> {out}",
+                  file=sys.stderr)
+        summary = train(det, args.data, out=out, resume=not args.no_resume)
+        last = det.history_[-1] if det.history_ else {}
+        if is_main():
+            where = summary["device"] if summary["processes"] == 1 else f"{summary['processes']} processes"
+            print(f"memad: {summary['epochs']} epochs in {summary['seconds']:.1f}s on {where}; "
+                  f"last loss {last.get('loss', float('nan')):.5f}; checkpoint {out / CHECKPOINT_NAME}",
+                  file=sys.stderr)
+        if not args.no_calibrate:
+            det.calibrate(args.data, false_alarm_rate=args.false_alarm_rate, holdout=args.holdout)
+            if is_main():
+                _store_calibration(det, out / CHECKPOINT_NAME)
+                _print_calibration(det.calibration_, out / CHECKPOINT_NAME)
+        if args.eval:
+            test_data = test_set if isinstance(test_set, VideoSet) else args.data
+            return report(det.evaluate(test_data, labels=args.labels), args.json)
+        return 0
+
+    return run
+
+
+def _store_calibration(det, path: Path) -> None:
+    """Put the calibration and threshold into a training checkpoint (its optimiser state kept for resuming)."""
+    from ..model.checkpoint import atomic_save, read_checkpoint
+
+    data = read_checkpoint(path)
+    data.update(calibration=det.calibration_, threshold=det.threshold_)
+    atomic_save(data, path)
+
+
+def setup_eval(p: argparse.ArgumentParser) -> Handler:
+    """evaluate a checkpoint on a dataset's test split"""
+    p.add_argument("checkpoint")
+    p.add_argument("--data", required=True)
+    p.add_argument("--labels", help="label file (.npy or .mat); found in the dataset root when omitted")
+    p.add_argument("--device")
+    p.add_argument("--json", action="store_true")
+    add_set(p)
+
+    def run(args: argparse.Namespace) -> int:
+        from ..model.detector import load
+
+        det = load(args.checkpoint, overrides=overrides(args))
+        return report(det.evaluate(args.data, labels=args.labels), args.json)
+
+    return run
+
+
+def setup_calibrate(p: argparse.ArgumentParser) -> Handler:
+    """calibrate a checkpoint's scores on normal videos (stored in the checkpoint)"""
+    p.add_argument("checkpoint")
+    p.add_argument("--data", required=True, help="data whose training split holds normal videos")
+    _add_calibration_options(p)
+    p.add_argument("--out", help="write the calibrated checkpoint here instead of updating CHECKPOINT")
+    p.add_argument("--device")
+    p.add_argument("--json", action="store_true", help="print the calibration as JSON")
+    add_set(p)
+
+    def run(args: argparse.Namespace) -> int:
+        from ..model.checkpoint import atomic_save, read_checkpoint
+        from ..model.detector import load
+
+        det = load(args.checkpoint, overrides=overrides(args))
+        det.calibrate(args.data, false_alarm_rate=args.false_alarm_rate, holdout=args.holdout)
+        target = Path(args.out or args.checkpoint)
+        data = read_checkpoint(args.checkpoint)
+        data.update(config=det.config, calibration=det.calibration_, threshold=det.threshold_)
+        atomic_save(data, target)
+        if args.json:
+            print_json(det.calibration_)
+        _print_calibration(det.calibration_, target)
+        return 0
+
+    return run
+
+
+COMMANDS = {"list": setup_list, "train": setup_train, "eval": setup_eval, "calibrate": setup_calibrate}

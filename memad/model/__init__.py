@@ -1,0 +1,2 @@
+"""The model: a detector wired from registered parts (:mod:`.detector`), its training loop
+(:mod:`.training`) and its checkpoints (:mod:`.checkpoint`)."""

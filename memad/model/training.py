@@ -1,0 +1,166 @@
+"""Training: Adam with cosine annealing over the epochs, as the official MNAD code.
+
+Each step minimises the sum of the loss terms the detector declares (the task's
+reconstruction loss plus each component's own, see :meth:`Detector.loss_terms`). Memories
+written outside autograd get each step's queries gathered from every process, and their
+state is then copied from rank 0 everywhere (:func:`write_memory`): one mechanism for every
+memory. Each epoch ends with an atomic checkpoint in ``out`` holding config, weights,
+memory items, optimiser and scheduler state; a rerun resumes from it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from tqdm.auto import tqdm
+
+from .. import distributed, runtime
+from ..config import image_hw, to_yaml
+from ..data import VideoSet, open_split, to_float
+from ..data.clips import ClipBatches
+from ..errors import DataError, NumericalError
+from ..fileio import write_json_atomic, write_text_atomic
+from ..interfaces import Memory
+from .checkpoint import read_checkpoint, save_checkpoint
+
+CHECKPOINT_NAME = "checkpoint.pt"
+
+__all__ = ["train", "check_frames", "write_memory", "CHECKPOINT_NAME"]
+
+
+def check_frames(detector, videos: VideoSet) -> None:
+    """Refuse frames whose channels or size differ from the config's (folders are converted on load;
+    a VideoSet or tensor given directly is not)."""
+    want = detector.config["data"]["channels"]
+    if videos.channels != want:
+        raise DataError(f"{videos.source}: frames have {videos.channels} channels, the config expects "
+                        f"data.channels={want}")
+    hw = tuple(videos.frames.shape[2:])
+    if hw != image_hw(detector.config):
+        raise DataError(f"{videos.source}: frames are {hw[0]}x{hw[1]} (height x width), the config expects "
+                        f"data.image_size={list(image_hw(detector.config))}")
+
+
+@torch.no_grad()
+def write_memory(memory: Memory, query: Any) -> None:
+    """A training step's memory write, the same on every process.
+
+    The queries of all ranks are gathered (the global batch) and written on every rank; the
+    memory's buffers are then copied from rank 0, so that kernels that sum in a different
+    order on each GPU cannot make the ranks' memories drift apart.
+    """
+    if not memory.writes or query is None:
+        return
+    memory.write(distributed.all_gather_tree(query))
+    distributed.broadcast_buffers(memory)
+
+
+def make_optimizer(detector, train_cfg: dict[str, Any], epochs: int):
+    params = [p for p in detector.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=train_cfg["lr"], weight_decay=train_cfg["weight_decay"])
+    if train_cfg["scheduler"] == "cosine":
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(epochs, 1))
+    else:
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+    return opt, sched
+
+
+def train(detector, data: Any, *, epochs: int | None = None, out: str | Path | None = None,
+          resume: bool = True, log: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Train ``detector`` on the training split of ``data``; returns a summary."""
+    cfg = detector.config
+    tcfg = cfg["train"]
+    epochs = tcfg["epochs"] if epochs is None else int(epochs)
+    tcfg["epochs"] = epochs
+    device = distributed.setup(tcfg["device"])  # under torchrun: joins the process group, cuda:LOCAL_RANK
+    videos = open_split(data, "training", cfg)
+    check_frames(detector, videos)
+    batches = ClipBatches(videos, detector.clip_length, tcfg["batch_size"], seed=tcfg["seed"], device=device,
+                          max_steps=tcfg["max_steps_per_epoch"], workers=cfg["data"]["workers"])
+    steps = batches.steps
+
+    channels_last = runtime.prepare_model(detector, tcfg, device, compiled=(detector.encoder, detector.decoder))
+    opt, sched = make_optimizer(detector, tcfg, epochs)
+    start_epoch = 0
+    ckpt_path = Path(out) / CHECKPOINT_NAME if out is not None else None
+    if ckpt_path is not None:
+        if distributed.is_main():
+            write_text_atomic(ckpt_path.parent / "config.yaml", to_yaml(cfg))
+            # Half-written saves of a run that was killed (atomic_write's temporary files).
+            for stale in ckpt_path.parent.glob(f".{CHECKPOINT_NAME}.*.tmp"):
+                stale.unlink(missing_ok=True)
+        if resume and ckpt_path.is_file():  # every rank reads it; DDP then starts from rank 0's copy
+            start_epoch = _resume(detector, opt, sched, ckpt_path, device)
+    model, unwrap = distributed.wrap(detector, device, sync_bn=tcfg["sync_bn"])  # DDP under torchrun
+
+    amp = runtime.amp_enabled(tcfg, device)
+    t0 = time.perf_counter()
+    for epoch in range(start_epoch, epochs):
+        detector.train()
+        totals: dict[str, torch.Tensor] = {}
+        bar = tqdm(batches.epoch(epoch), total=steps, desc=f"{cfg['name']} epoch {epoch + 1}/{epochs}", leave=False,
+                   disable=not tcfg["progress"] or not distributed.is_main(), dynamic_ncols=True)
+        for step, clips in enumerate(bar):
+            x, y = detector.split_clip(to_float(clips))
+            with runtime.autocast(device, amp):
+                out_ = model(runtime.to_model_layout(x, channels_last))
+                terms = detector.loss_terms(out_, y)
+                loss = sum(terms.values())
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            write_memory(detector.memory, out_.memory.query)
+            for name, value in {"loss": loss, **terms}.items():
+                totals[name] = totals.get(name, 0) + value.detach().float()
+            # Reading values back costs a host sync: only every 25 steps, when the bar is refreshed.
+            if step % 25 == 24 or step == steps - 1:
+                names = list(totals)
+                shown = distributed.all_reduce_mean(torch.stack([totals[k] for k in names]))
+                _check_finite(dict(zip(names, shown.tolist())), cfg["name"], epoch, step)  # all ranks stop together
+                bar.set_postfix(loss=f"{shown[0].item() / (step + 1):.4f}")
+        sched.step()
+        distributed.sync_buffers(detector)  # BatchNorm running statistics: the mean over the ranks
+        names = list(totals)
+        mean = (distributed.all_reduce_mean(torch.stack([totals[k] for k in names])) / steps).tolist()
+        record = {"epoch": epoch + 1, **dict(zip(names, mean)), "lr": opt.param_groups[0]["lr"],
+                  "seconds": time.perf_counter() - t0}
+        detector.history_.append(record)
+        if log is not None and distributed.is_main():
+            log(record)
+        if ckpt_path is not None and distributed.is_main():
+            save_checkpoint(ckpt_path, detector, optimizer=opt.state_dict(), scheduler=sched.state_dict(),
+                            epoch=epoch + 1)
+    unwrap()
+    detector.eval()
+    seconds = time.perf_counter() - t0
+    if ckpt_path is not None and distributed.is_main():
+        write_json_atomic(ckpt_path.parent / "history.json", detector.history_)
+    distributed.barrier()  # the other ranks return once rank 0's files are written
+    return {"epochs": epochs, "seconds": seconds, "steps_per_epoch": steps, "device": str(device),
+            "processes": distributed.world_size()}
+
+
+def _check_finite(values: dict[str, float], name: str, epoch: int, step: int) -> None:
+    for label, v in values.items():
+        if not math.isfinite(v):
+            what = "total loss" if label == "loss" else f"{label} loss"
+            raise NumericalError(f"{name}: {what} became {v} in epoch {epoch + 1} by step {step + 1}; "
+                                 f"try a lower train.lr or check the input frames")
+
+
+def _resume(detector, opt, sched, path: Path, device: torch.device) -> int:
+    data = read_checkpoint(path)
+    if any(data["config"][part] != detector.config[part] for part in ("encoder", "memory", "decoder")):
+        raise DataError(f"{path}: holds a different model than this config; use another --out or delete it")
+    detector.load_state_dict(data["model"])
+    detector.to(device)
+    if "optimizer" in data:
+        opt.load_state_dict(data["optimizer"])
+    if "scheduler" in data:
+        sched.load_state_dict(data["scheduler"])
+    detector.history_ = list(data.get("history") or [])
+    return int(data.get("epoch", 0))
