@@ -24,11 +24,12 @@ from typing import Any, Iterable, Iterator, Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+from PIL import Image
 from torch import Tensor
 
 from .. import distributed, runtime
 from ..config import image_hw
+from ..data.folder import to_frame
 from ..errors import ConfigError, DataError
 from ..interfaces import FrameStats
 from .calibration import require_calibration
@@ -69,8 +70,8 @@ class FrameResult:
 
 def prepare_frame(frame: Any, config: dict[str, Any], *, warn: list[bool] | None = None) -> Tensor:
     """One frame (``H x W x C`` or ``H x W`` array, or ``C x H x W`` tensor; uint8 or float in [-1, 1]) as a
-    uint8 ``(C, H, W)`` tensor of the config's size: another size is resized (with one warning per
-    ``warn`` list), another channel count is an error."""
+    uint8 ``(C, H, W)`` tensor of the config's size: another size is resized as the data loaders
+    resize (Pillow, bilinear; with one warning per ``warn`` list), another channel count is an error."""
     want_c = config["data"]["channels"]
     hw = image_hw(config)
     if isinstance(frame, np.ndarray):
@@ -89,11 +90,12 @@ def prepare_frame(frame: Any, config: dict[str, Any], *, warn: list[bool] | None
         raise DataError(f"stream frame: {t.shape[0]} channels, the model expects data.channels={want_c}")
     if tuple(t.shape[1:]) != hw:
         if warn is not None and not warn[0]:
-            warnings.warn(f"stream frames are {t.shape[1]}x{t.shape[2]}; resizing them to the model's {hw[0]}x{hw[1]} "
-                          f"(data.image_size)", stacklevel=3)
+            warnings.warn(f"stream frames are {t.shape[1]}x{t.shape[2]} (height x width); resizing them to the "
+                          f"model's {hw[0]}x{hw[1]} (data.image_size)", stacklevel=3)
             warn[0] = True
-        t = F.interpolate(t[None].float(), size=hw, mode="bilinear", align_corners=False, antialias=True)
-        t = t.round().clamp(0, 255).to(torch.uint8)[0]
+        hwc = t.permute(1, 2, 0).numpy()
+        img = Image.fromarray(hwc[:, :, 0] if want_c == 1 else hwc, "L" if want_c == 1 else "RGB")
+        t = torch.from_numpy(to_frame(img, hw, want_c))
     return t
 
 
