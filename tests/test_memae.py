@@ -2,10 +2,13 @@
 
 import math
 
+import numpy as np
+
 import pytest
 import torch
 
 import memad
+import memad.data
 from memad_plugins.memae.memory import MemAEMemory, attention_entropy, hard_shrink_relu, sparse_address
 
 from .conftest import tiny
@@ -153,3 +156,37 @@ def test_memae_items_move_by_gradient_in_a_training_step():
     det.fit("synthetic")
     assert not torch.allclose(before, det.memory.items.detach())
     assert det.history_[0]["memory"] > 0  # the entropy loss was part of the objective
+
+
+# -- scoring as the official MemAE code ---------------------------------------------------------
+def test_clip_error_is_the_mean_over_pixels_of_the_residual_norm_across_channels():
+    det = memad.build("memae", **tiny(data={"frames": 16, "channels": 3},
+                                      encoder={"widths": [4, 4, 4, 4]}, memory={"items": 8}))
+    decoder = det.decoder
+    target = torch.zeros(2, 16 * 3, 32, 32)
+    output = torch.zeros(2, 16 * 3, 32, 32)
+    # clip 0: one pixel of frame 5 off by (3, 4, 0) across the channels: its norm is 5, every other is 0
+    output[0, 5 * 3:5 * 3 + 3, 7, 9] = torch.tensor([3.0, 4.0, 0.0])
+    # clip 1: every pixel of every frame off by 1 in its first channel only: every norm is 1
+    output[1, 0::3] = 1.0
+    errors = decoder.target_signals(output, target)["clip_error"]
+    torch.testing.assert_close(errors, torch.tensor([5.0 / (16 * 32 * 32), 1.0]))
+
+
+def test_a_clip_scores_its_centre_frame_start_plus_8():
+    """The official code gives a 16-frame clip's score to frame start + 8, not to the clip's last frame."""
+    det = memad.build("memae", **tiny(data={"frames": 16}, encoder={"widths": [4, 4, 4, 4]}, memory={"items": 8},
+                                      test={"mode": "batched"}))
+    frames = torch.randint(0, 256, (20, 1, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    scores = det.score(memad.data.VideoSet(frames, ["v"], [20], source="frames"))
+    assert det.score_offset == 8
+    assert scores.frame.tolist() == [8, 9, 10, 11, 12]  # 5 clips (starts 0..4), each scoring its frame 8
+    # each frame's score is the regularity of its clip's error: the clip starting 8 frames before it
+    clips = torch.stack([frames[s:s + 16] for s in range(5)]).float() / 127.5 - 1
+    x, y = det.split_clip(clips)
+    det.eval()  # scoring runs the model in eval mode (BatchNorm's running statistics)
+    with torch.no_grad():
+        expected = det.decoder.target_signals(det(x).output, y)["clip_error"].double().numpy()
+    np.testing.assert_allclose(scores.stats["clip_error"], expected, rtol=1e-5)
+    np.testing.assert_allclose(scores.scores, (expected - expected.min()) / (expected.max() - expected.min()),
+                               rtol=1e-5, atol=1e-7)
