@@ -20,7 +20,7 @@ Checked on every open, before any frame is read: the manifest's own checksum, th
 size of ``frames.u8``, the CRC-32 of the small mask files, and the CRC-32 of 4 MiB blocks
 of the frames: all of them up to 256 MiB of frames, beyond that 64 blocks spread evenly
 over the file (first and last included), so an open reads at most 256 MiB whatever the
-split's size (about 0.2 s from the page cache). Truncation and a damaged manifest are
+split's size (about 0.1 s from the page cache). Truncation and a damaged manifest are
 always caught; damage inside an unsampled block of a large entry is not (a full check:
 :func:`verify` with ``full=True``). Any failed check rebuilds the entry.
 """

@@ -15,10 +15,13 @@ resize), so a video and a folder of its frames as JPEGs give near-identical inpu
 
 from __future__ import annotations
 
+import os
+import secrets
 import sys
 import warnings
+from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 from PIL import Image
@@ -26,13 +29,15 @@ from PIL import Image
 from ..errors import DataError
 from .folder import to_frame
 
-__all__ = ["VIDEO_SUFFIXES", "is_video_file", "VideoStream", "open_video", "decode_video", "write_video"]
+__all__ = ["VIDEO_SUFFIXES", "is_video_file", "VideoStream", "open_video", "decode_video", "VideoWriter", "write_video"]
 
 #: File endings read as videos.
 VIDEO_SUFFIXES = (".avi", ".mp4", ".mkv", ".mov", ".webm")
 #: Encoders :func:`write_video` picks by file ending (all in PyAV's wheel).
 _ENCODERS = {".avi": ("mpeg4", {}), ".mp4": ("libx264", {"crf": "17"}), ".mkv": ("libx264", {"crf": "17"}),
              ".mov": ("libx264", {"crf": "17"}), ".webm": ("libvpx-vp9", {"crf": "20", "b": "0"})}
+#: Container formats by ending: the temporary name a file is written under ends in the same.
+_MUXERS = {".avi": "avi", ".mp4": "mp4", ".mkv": "matroska", ".mov": "mov", ".webm": "webm"}
 
 
 def is_video_file(path: str | Path) -> bool:
@@ -169,43 +174,90 @@ def decode_video(path: str | Path, size_hw: tuple[int, int] | None = None, chann
     return np.concatenate(blocks), fps
 
 
-def write_video(path: str | Path, frames: np.ndarray, fps: float = 25.0, *, codec: str | None = None,
-                options: dict[str, str] | None = None) -> Path:
-    """Encode ``frames`` (``(T, H, W, C)`` or ``(T, C, H, W)`` uint8, C = 1 or 3) as a video file.
+class VideoWriter:
+    """Encode frames one at a time into a video file, written atomically.
 
-    The encoder follows the file ending (``.avi``: MPEG-4 Part 2; ``.mp4``/``.mkv``/``.mov``:
-    H.264 at CRF 17; ``.webm``: VP9) unless ``codec`` is given. Height and width must be
-    even (4:2:0 chroma).
+    Frames are ``(H, W, C)`` or ``(C, H, W)`` uint8 with C = 1 or 3 (or ``(H, W)`` grey); the
+    first one sets the size, which must be even (4:2:0 chroma). The encoder follows the file
+    ending (``.avi``: MPEG-4 Part 2; ``.mp4``/``.mkv``/``.mov``: H.264 at CRF 17; ``.webm``:
+    VP9) unless ``codec`` is given. The file is encoded under a temporary name and renamed
+    into place by :meth:`close`: an interrupted write leaves no half video behind.
     """
-    av = _av()
-    path = Path(path)
-    frames = np.asarray(frames)
-    if frames.ndim != 4 or frames.dtype != np.uint8:
-        raise DataError(f"{path}: frames to write must be uint8 (T, H, W, C), got {frames.dtype} {frames.shape}")
-    if frames.shape[1] in (1, 3) and frames.shape[3] not in (1, 3):
-        frames = frames.transpose(0, 2, 3, 1)
-    if frames.shape[-1] == 1:
-        frames = np.repeat(frames, 3, axis=-1)
-    t, h, w, _ = frames.shape
-    if h % 2 or w % 2:
-        raise DataError(f"{path}: frames are {h}x{w}; the encoder needs an even height and width")
-    default_codec, default_options = _ENCODERS.get(path.suffix.lower(), _ENCODERS[".mp4"])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w") as out:
-        rate = round(fps) if float(fps).is_integer() else _fraction(fps)
-        stream = out.add_stream(codec or default_codec, rate=rate, options=options or default_options)
-        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        if (codec or default_codec) == "mpeg4":
-            stream.bit_rate = max(2_000_000, 24 * h * w)  # near-lossless: the default 200 kb/s smears frames
+
+    def __init__(self, path: str | Path, fps: float = 25.0, *, codec: str | None = None,
+                 options: dict[str, str] | None = None):
+        self.path, self.fps = Path(path), fps
+        self.codec, default_options = (codec, None) if codec else _ENCODERS.get(self.path.suffix.lower(),
+                                                                                 _ENCODERS[".mp4"])
+        self.options = options if options is not None else (default_options or {})
+        self.frames = 0
+        self._tmp = self.path.parent / f".{self.path.stem}.{secrets.token_hex(4)}.tmp{self.path.suffix}"
+        self._out = self._stream = None
+
+    def _open(self, h: int, w: int) -> None:
+        av = _av()
+        if h % 2 or w % 2:
+            raise DataError(f"{self.path}: frames are {h}x{w}; the encoder needs an even height and width")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._out = av.open(str(self._tmp), "w", format=_MUXERS.get(self.path.suffix.lower()))
+        rate = round(self.fps) if float(self.fps).is_integer() else Fraction(self.fps).limit_denominator(1001)
+        self._stream = self._out.add_stream(self.codec, rate=rate, options=self.options)
+        self._stream.width, self._stream.height, self._stream.pix_fmt = w, h, "yuv420p"
+        if self.codec == "mpeg4":
+            self._stream.bit_rate = max(2_000_000, 24 * h * w)  # near-lossless: the default 200 kb/s smears frames
+
+    def write(self, frame: np.ndarray) -> None:
+        """Append one frame."""
+        av = _av()
+        frame = np.asarray(frame)
+        if frame.dtype != np.uint8 or frame.ndim not in (2, 3):
+            raise DataError(f"{self.path}: a frame to write must be uint8 (H, W, C), got {frame.dtype} {frame.shape}")
+        if frame.ndim == 2:
+            frame = frame[..., None]
+        if frame.shape[0] in (1, 3) and frame.shape[2] not in (1, 3):
+            frame = frame.transpose(1, 2, 0)
+        if frame.shape[2] == 1:
+            frame = np.repeat(frame, 3, axis=2)
+        if self._out is None:
+            self._open(frame.shape[0], frame.shape[1])
+        elif (frame.shape[0], frame.shape[1]) != (self._stream.height, self._stream.width):
+            raise DataError(f"{self.path}: frame {self.frames} is {frame.shape[0]}x{frame.shape[1]}, the video "
+                            f"{self._stream.height}x{self._stream.width}; expected one size")
+        for packet in self._stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
+            self._out.mux(packet)
+        self.frames += 1
+
+    def close(self) -> Path:
+        """Finish the file and move it into place; returns its path."""
+        if self._out is None:
+            raise DataError(f"{self.path}: no frames were written; a video needs at least one")
+        for packet in self._stream.encode():
+            self._out.mux(packet)
+        self._out.close()
+        os.replace(self._tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        """Drop the partial file."""
+        if self._out is not None:
+            self._out.close()
+        self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> "VideoWriter":
+        return self
+
+    def __exit__(self, exc_type, *exc) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def write_video(path: str | Path, frames: np.ndarray | Iterable[np.ndarray], fps: float = 25.0, *,
+                codec: str | None = None, options: dict[str, str] | None = None) -> Path:
+    """Encode ``frames`` (an array ``(T, H, W, C)``/``(T, C, H, W)``, or any iterable of frames) as a
+    video file with a :class:`VideoWriter`; returns the path."""
+    with VideoWriter(path, fps, codec=codec, options=options) as writer:
         for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    return path
-
-
-def _fraction(fps: float):
-    from fractions import Fraction
-
-    return Fraction(fps).limit_denominator(1001)
+            writer.write(frame)
+    return writer.path
