@@ -205,3 +205,12 @@ def test_ucsd_errors_list_what_was_looked_for(tmp_path):
     with pytest.raises(DataError, match="not a UCSD dataset folder; looked for") as err:
         open_split(f"ucsd:{tmp_path / 'UCSDped2' / 'Train'}", "training", CFG)
     assert "UCSDped1" in str(err.value)
+
+
+def test_a_benchmark_given_as_a_plain_folder_points_to_its_spec(tmp_path):
+    root = write_avenue(tmp_path / "avenue")
+    with pytest.raises(DataError, match=re.escape(f"looks like CUHK Avenue as downloaded: use --data avenue:{root}")):
+        open_split(root, "training", CFG)
+    base = write_ucsd(tmp_path, "UCSDped2", gt_for=(1, 2, 3), m_file=None)
+    with pytest.raises(DataError, match=re.escape(f"use --data ucsd:{base}")):
+        open_split(base, "training", CFG)

@@ -20,6 +20,7 @@ is scored.
 
 from __future__ import annotations
 
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterable, Iterator
 
@@ -68,7 +69,8 @@ class _EpochSampler(Sampler):
     """This rank's batches of clip starts for the epoch it is set to."""
 
     def __init__(self, batches: "ClipBatches"):
-        self.batches, self.epoch = batches, 0
+        # A weak reference: no cycle, so dropping the ClipBatches stops its workers at once.
+        self.batches, self.epoch = weakref.proxy(batches), 0
 
     def __iter__(self) -> Iterator[list[int]]:
         return iter(self.batches.epoch_starts(self.epoch).tolist())
@@ -141,6 +143,10 @@ class ClipBatches:
         self._loader.sampler.epoch = epoch  # read by the main process when the epoch's iterator starts
         for clips in self._loader:
             yield clips.to(self.device, non_blocking=True)
+
+    def close(self) -> None:
+        """Stop the DataLoader workers now (they also stop when this object is dropped)."""
+        self._loader = None
 
     def __len__(self) -> int:
         return self.steps

@@ -117,6 +117,15 @@ def _attach_masks(mask_root: Path, videos: list[VideoEntry]) -> None:
         video.masks = [by_number[int(f.stem)] for f in video.frame_files]
 
 
+def _spec_hint(root: Path) -> str:
+    """A pointer to the data spec that reads ``root`` when it is a benchmark as downloaded."""
+    if (root / "training_videos").is_dir() or (root / "testing_videos").is_dir():
+        return f"; this looks like CUHK Avenue as downloaded: use --data avenue:{root}"
+    if (root / "Train").is_dir() or any((root / n).is_dir() for n in ("UCSDped1", "UCSDped2")):
+        return f"; this looks like UCSD Ped1/Ped2 as downloaded: use --data ucsd:{root}"
+    return ""
+
+
 def standard_split(root: str | Path, split: str, labels: str | Path | None = None) -> SplitSource:
     """``split`` of a dataset in the standard layout (see the module docstring)."""
     root = Path(root)
@@ -132,7 +141,7 @@ def standard_split(root: str | Path, split: str, labels: str | Path | None = Non
     elif frames_dir.is_dir():
         videos, where = _frame_folder_videos(frames_dir), frames_dir
     else:
-        raise DataError(f"{frames_dir}: folder not found (expected {_LAYOUT})")
+        raise DataError(f"{frames_dir}: folder not found (expected {_LAYOUT}){_spec_hint(root)}")
     label_file = None
     if split == "testing":
         mask_root = root / "testing" / "masks"
