@@ -195,7 +195,8 @@ def main(argv: list[str] | None = None) -> dict:
     width, height = (int(v) for v in args.size.lower().split("x"))
     import av
 
-    report: dict = {"pyav_version": av.__version__, "ffmpeg_in_pyav": ".".join(map(str, av.library_versions["libavcodec"])),
+    libavcodec = ".".join(map(str, av.library_versions["libavcodec"]))
+    report: dict = {"pyav_version": av.__version__, "ffmpeg_in_pyav": libavcodec,
                     "frames": args.frames, "size": [width, height], "threads": os.cpu_count()}
     try:
         from importlib import metadata

@@ -10,7 +10,8 @@ the ratio disk / memory. The acceptance: streamed within 15% of in memory.
 
 Run from the repository root (about 10 minutes on 2 CPU cores with the defaults)::
 
-    OMP_NUM_THREADS=2 python benchmarks/streaming.py --data ../shared/data/ped2 --out benchmarks/results/streaming_ped2_64.json
+    OMP_NUM_THREADS=2 python benchmarks/streaming.py --data ../shared/data/ped2 \\
+        --out benchmarks/results/streaming_ped2_64.json
 
 A smoke test: ``--steps 5 --repeats 1 --test-videos 1``.
 """
@@ -98,7 +99,8 @@ def main(argv: list[str] | None = None) -> dict:
     report = {"data": args.data, "preset": args.preset, "size": args.size, "steps": args.steps,
               "workers": args.workers, "test_mode": args.test_mode, "threads": torch.get_num_threads(),
               "cpu": platform.processor() or platform.machine(), "torch": torch.__version__, "runs": results,
-              "best": best, "disk_over_memory": {k: round(best["disk"][k] / best["memory"][k], 3) for k in best["disk"]}}
+              "best": best,
+              "disk_over_memory": {k: round(best["disk"][k] / best["memory"][k], 3) for k in best["disk"]}}
     text = json.dumps(report, indent=1)
     print(text)
     if args.out:

@@ -181,3 +181,14 @@ def test_manifest_records_what_was_built(tmp_path, dataset):
     assert manifest["shape"] == [24, 3, 32, 32] and manifest["lengths"] == [12, 12] and manifest["masks"]
     assert (entry / FRAMES).stat().st_size == 24 * 3 * 32 * 32
     assert os.access(entry / FRAMES, os.R_OK)
+
+
+def test_bad_video_during_a_cache_build_leaves_nothing(tmp_path):
+    good = np.full((8, 32, 32, 3), 120, np.uint8)
+    write_video(tmp_path / "d" / "training" / "videos" / "01.avi", good)
+    (tmp_path / "d" / "training" / "videos" / "02.avi").write_bytes(b"\x00" * 4096)
+    cache = tmp_path / "cache"
+    with pytest.raises(DataError, match="02.avi: cannot open as a video"):
+        open_split(tmp_path / "d", "training", config(cache))
+    # Found while sizing the split, before anything is written: neither an entry nor a temporary folder.
+    assert not cache.exists() or not [p for p in cache.iterdir() if p.is_dir()]

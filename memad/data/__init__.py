@@ -19,7 +19,7 @@ from .images import ImageSet, is_image_folder, load_image_folder
 from .layout import is_video_folder, standard_split, video_file_split, video_folder_split
 from .loading import load_split, load_split_for
 from .sources import SplitSource, VideoEntry
-from .video_files import VIDEO_SUFFIXES, is_video_file, open_video
+from .video_files import VIDEO_SUFFIXES, open_video
 from .videos import VideoSet, gather_clips, to_float
 
 __all__ = ["VideoSet", "ImageSet", "SplitSource", "VideoEntry", "open_split", "SplitCache", "gather_clips",

@@ -118,7 +118,8 @@ class VideoStream:
                 if self.size_hw is None and self.channels == 3:
                     yield rgb
                 else:
-                    out = to_frame(Image.fromarray(rgb, "RGB"), self.size_hw or (self.height, self.width), self.channels)
+                    size = self.size_hw or (self.height, self.width)
+                    out = to_frame(Image.fromarray(rgb, "RGB"), size, self.channels)
                     yield out.transpose(1, 2, 0)
                 index += 1
         except av.FFmpegError as exc:
