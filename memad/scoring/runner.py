@@ -29,7 +29,8 @@ from torch import Tensor
 
 from .. import distributed, runtime
 from ..config import image_hw
-from ..data import VideoSet, open_split, to_float
+from ..data import VideoSet, iter_videos, open_split, to_float
+from ..data.clips import check_clip_length
 from ..errors import DataError, NumericalError
 from ..interfaces import FrameStats, to_unit_range
 from ..metrics import category_metrics, frame_metrics, pixel_auroc, precision_recall_f1
@@ -156,26 +157,25 @@ class VideoScorer:
 def _run(detector, videos: VideoSet, device: torch.device, map_hw) -> tuple[dict[str, Tensor], np.ndarray, float]:
     runner = VideoScorer(detector, device, map_hw)
     trained = copy.deepcopy(detector.memory.state_dict())
-    # A split held in memory goes to the GPU at once; one read from the disk cache streams video by video.
-    whole = device.type == "cuda" and not getattr(videos, "on_disk", False)
-    frames = videos.frames.to(device) if whole else videos.frames
     clip = detector.clip_length
-    results, frame_idx = [], []
+    check_clip_length(videos, clip)
     # Under torchrun each rank scores whole videos (a video's sequential memory writes stay on one rank).
-    mine = set(distributed.split_videos(videos.lengths)[distributed.rank()])
+    mine = sorted(distributed.split_videos(videos.lengths)[distributed.rank()])
+    if videos.on_disk:  # streamed from the frame cache one video at a time, the next read while this one is scored
+        feed = iter_videos(videos, mine, device)
+    else:  # a split held in memory goes to the GPU at once
+        frames = videos.frames.to(device) if device.type == "cuda" else videos.frames
+        feed = ((i, frames[videos.offsets[i]:videos.offsets[i] + videos.lengths[i]]) for i in mine)
+    results, frame_idx = [], []
     reset = distributed.effective_reset(detector.config["test"]["reset"], runner.writes)
     runtime.synchronize(device)
     t0 = time.perf_counter()
     try:
-        for i, (off, n) in enumerate(zip(videos.offsets, videos.lengths)):
-            if i not in mine:
-                continue
+        for i, video in feed:
             if reset == "video" and i > 0:
                 detector.memory.load_state_dict(trained)
-            if n < clip:
-                continue
-            results.append(runner(frames[off:off + n]))
-            frame_idx.append(off + detector.score_offset + np.arange(n - clip + 1))
+            results.append(runner(video))
+            frame_idx.append(int(videos.offsets[i]) + detector.score_offset + np.arange(videos.lengths[i] - clip + 1))
         runtime.synchronize(device)
         seconds = time.perf_counter() - t0
     finally:
