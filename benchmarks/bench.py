@@ -277,7 +277,8 @@ def run_benchmark(presets: Sequence[str], data: Any, *, seeds: int = 3, epochs: 
     bad = [c for c in chunks if isinstance(c, bool) or not isinstance(c, int) or c < 1]
     if bad:
         raise ConfigError(f"--chunks: expected integers >= 1, got {bad[0]!r}")
-    overrides = dict(overrides or {})
+    # The paper's protocol: every training video is trained on (no normal video kept for calibration).
+    overrides = {"train.holdout": 0.0, **dict(overrides or {})}
     if epochs is not None:
         overrides["train.epochs"] = epochs
     if device is not None:

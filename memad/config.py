@@ -101,6 +101,11 @@ class TrainConfig:
     #: torch.compile the encoder and decoder (training and testing): false, true (mode
     #: "default"), or a mode name. Compiling takes time up front and needs a C++ compiler on CPU.
     compile: bool | Literal["default", "reduce-overhead", "max-autotune"] = False
+    #: Fraction of the training split's videos kept out of training (whole videos, spread over the
+    #: split; at least one when there are two or more) so that the calibration after training
+    #: sees normal footage the model never trained on: a threshold fitted on trained videos fires
+    #: far more often on new normal footage. 0 trains on every video (the paper's protocol).
+    holdout: float = field(default=0.25, metadata=_range(0, 0.9))
     #: Clips per epoch are all clips of the training videos; this caps them (0 = all).
     max_steps_per_epoch: int = field(default=0, metadata=_range(0))
     #: Show a tqdm progress bar.

@@ -12,7 +12,8 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-__all__ = ["pick_device", "amp_enabled", "autocast", "uses_channels_last", "to_model_layout", "prepare_model", "synchronize"]
+__all__ = ["pick_device", "amp_enabled", "autocast", "uses_channels_last", "to_model_layout", "prepare_model",
+           "synchronize"]
 
 
 def pick_device(name: str = "auto") -> torch.device:

@@ -86,7 +86,9 @@ def test_compare_writes_table_plots_report_and_reuses_finished_runs(tmp_path, mo
         loaded = memad.load(run.dir / "checkpoint.pt")
         assert loaded.threshold_ == pytest.approx(run.metrics["threshold"])
         cal = loaded.calibration_
-        assert cal["fit_false_alarm_rate"] <= 0.01 + 1 / cal["frames"] and cal["holdout_frames"] > 0
+        # calibrated on the training video kept out of training (train.holdout: one of the two)
+        assert cal["fit_false_alarm_rate"] <= 0.01 + 1 / cal["frames"] and cal["videos_from"] == "held out of training"
+        assert cal["videos"] == loaded.holdout_videos_ == [run.metrics["holdout_videos"][0]]
     with open(out / "results.csv") as fh:
         assert [r["preset"] for r in csv.DictReader(fh)] == ["mnad_pred", "mnad_recon"]
     report = (out / "report.md").read_text()

@@ -32,7 +32,8 @@ def setup_list(p: argparse.ArgumentParser) -> Handler:
             print("memories:" if kind == "memory" else f"{kind}s:")
             width = max((len(e.name) for e in entries), default=0)
             for e in entries:
-                desc = e.obj.get("description", "") if kind == "preset" else (e.obj.__doc__ or "").strip().split("\n")[0]
+                doc = e.obj.get("description", "") if kind == "preset" else e.obj.__doc__ or ""
+                desc = doc.strip().split("\n")[0]
                 print(f"  {e.name:<{width}}  [{e.source}]  {desc}")
         if reg.failures:
             print("plugins that failed to load:")
@@ -46,16 +47,18 @@ def setup_list(p: argparse.ArgumentParser) -> Handler:
 def _add_calibration_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--false-alarm-rate", type=float, default=0.01, metavar="RATE",
                    help="calibration: the fraction of normal frames the threshold may flag (default 0.01)")
-    p.add_argument("--holdout", type=float, default=0.25, metavar="FRACTION",
-                   help="calibration: fraction of the normal videos held out to check the threshold (default 0.25)")
+    p.add_argument("--videos", nargs="+", metavar="NAME",
+                   help="calibration: these normal videos of DATA's training split (default: the ones held out of "
+                        "training, else all)")
 
 
 def _print_calibration(cal: dict, path: Path | str) -> None:
-    held = cal["holdout_false_alarm_rate"]
-    check = (f"{held:.2%} of {cal['holdout_frames']} held-out normal frames flagged" if held is not None
-             else "no video held out to check it")
-    print(f"memad: calibrated on {cal['frames']} normal frames: threshold {cal['threshold']:.4f} for a false-alarm "
-          f"rate of {cal['false_alarm_rate']:.2%} ({check}); saved in {path}", file=sys.stderr)
+    check = cal["check_false_alarm_rate"]
+    checked = (f"cross-validated by video: {check:.2%} of normal frames flagged" if check is not None
+               else "one video: no cross-validation")
+    print(f"memad: calibrated on {cal['frames']} normal frames of {len(cal['videos'])} videos ({cal['videos_from']}): "
+          f"threshold {cal['threshold']:.4f} for a false-alarm rate of {cal['false_alarm_rate']:.2%} ({checked}); "
+          f"saved in {path}", file=sys.stderr)
 
 
 def setup_train(p: argparse.ArgumentParser) -> Handler:
@@ -96,7 +99,7 @@ def setup_train(p: argparse.ArgumentParser) -> Handler:
                   f"last loss {last.get('loss', float('nan')):.5f}; checkpoint {out / CHECKPOINT_NAME}",
                   file=sys.stderr)
         if not args.no_calibrate:
-            det.calibrate(args.data, false_alarm_rate=args.false_alarm_rate, holdout=args.holdout)
+            det.calibrate(args.data, false_alarm_rate=args.false_alarm_rate, videos=args.videos)
             if is_main():
                 _store_calibration(det, out / CHECKPOINT_NAME)
                 _print_calibration(det.calibration_, out / CHECKPOINT_NAME)
@@ -150,7 +153,7 @@ def setup_calibrate(p: argparse.ArgumentParser) -> Handler:
         from ..model.detector import load
 
         det = load(args.checkpoint, overrides=overrides(args))
-        det.calibrate(args.data, false_alarm_rate=args.false_alarm_rate, holdout=args.holdout)
+        det.calibrate(args.data, false_alarm_rate=args.false_alarm_rate, videos=args.videos)
         target = Path(args.out or args.checkpoint)
         data = read_checkpoint(args.checkpoint)
         data.update(config=det.config, calibration=det.calibration_, threshold=det.threshold_)

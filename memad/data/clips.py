@@ -33,7 +33,23 @@ from .. import distributed
 from ..errors import DataError
 from .videos import VideoSet, gather_clips
 
-__all__ = ["ClipBatches", "epoch_order", "check_clip_length", "video_frames", "iter_videos"]
+__all__ = ["ClipBatches", "epoch_order", "check_clip_length", "video_frames", "iter_videos", "holdout_videos"]
+
+
+def holdout_videos(n: int, fraction: float) -> list[int]:
+    """Indices of the videos held out of ``n``: ``round(fraction * n)`` (at least one when ``n >= 2``
+    and ``fraction > 0``, never all), spread evenly over the split.
+
+    >>> holdout_videos(8, 0.25), holdout_videos(1, 0.25), holdout_videos(3, 0.0)
+    ([2, 6], [], [])
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"holdout: expected a fraction in [0, 1), got {fraction!r}")
+    if n < 2 or fraction == 0:
+        return []
+    k = min(n - 1, max(1, round(fraction * n)))
+    step = n / k
+    return sorted({int(step * (i + 0.5)) for i in range(k)})
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> Tensor:
@@ -86,6 +102,7 @@ class ClipBatches:
     host tensors would copy them over, and a pageable host-to-device copy waits for the GPU
     at every step. Frames on disk are read by ``workers`` DataLoader processes (see the
     module docstring). ``rank`` and ``world`` default to this process's place under torchrun.
+    ``only`` restricts the clips to those videos (indices; the others are held out).
 
     >>> from memad.data.synthetic import make_synthetic
     >>> batches = ClipBatches(make_synthetic("training", (16, 16), 1), 5, 4, seed=0, device=torch.device("cpu"))
@@ -95,13 +112,16 @@ class ClipBatches:
 
     def __init__(self, videos: VideoSet, clip_length: int, batch_size: int, *, seed: int,
                  device: torch.device, max_steps: int = 0, workers: int = 0, rank: int | None = None,
-                 world: int | None = None):
+                 world: int | None = None, only: Iterable[int] | None = None):
         self.videos, self.clip_length, self.batch_size = videos, clip_length, batch_size
         self.seed, self.device, self.workers = seed, torch.device(device), workers
         self.rank = distributed.rank() if rank is None else rank
         self.world = distributed.world_size() if world is None else world
         check_clip_length(videos, clip_length)
-        self.starts = torch.from_numpy(videos.clip_starts(clip_length))
+        starts = videos.clip_starts(clip_length)
+        if only is not None:
+            starts = starts[np.isin(videos.video_index[starts], list(only))]
+        self.starts = torch.from_numpy(starts)
         self.steps = distributed.shard_length(len(self.starts), self.world) // batch_size  # drop_last, as MNAD's loader
         if max_steps:
             self.steps = min(self.steps, max_steps)

@@ -100,6 +100,7 @@ def save_checkpoint(path: str | Path, detector, **extra: Any) -> Path:
         "model": detector.state_dict(),
         "threshold": detector.threshold_,
         "calibration": getattr(detector, "calibration_", None),
+        "holdout_videos": list(getattr(detector, "holdout_videos_", None) or []),
         "history": detector.history_,
         **extra,
     }

@@ -103,6 +103,8 @@ class Detector(nn.Module):
         self.threshold_: float | None = None
         self.calibration_: dict[str, Any] | None = None
         self.history_: list[dict[str, float]] = []
+        #: Names of the training videos kept out of training (``train.holdout``), for the calibration.
+        self.holdout_videos_: list[str] = []
 
     # -- shapes ---------------------------------------------------------------------------
     @property
@@ -197,19 +199,21 @@ class Detector(nn.Module):
         """Anomaly score per scored test frame (higher = more anomalous): calibrated when calibrated."""
         return self.score(data).decision
 
-    def calibrate(self, data: Any, *, false_alarm_rate: float = 0.01, holdout: float = 0.25) -> "Detector":
+    def calibrate(self, data: Any, *, false_alarm_rate: float = 0.01, videos: list[str] | None = None
+                  ) -> "Detector":
         """Learn how each per-frame signal is distributed on normal frames, and a threshold.
 
-        ``data``'s ``training`` split (or a VideoSet of normal videos) is scored; whole videos
-        (a ``holdout`` fraction, at least one when there are two) are held out: the signals'
-        normal ranges come from the rest, the threshold is the score that ``false_alarm_rate``
-        of those frames exceed, and the held-out frames measure the false-alarm rate it
-        gives on normal footage the calibration did not see. Sets ``calibration_`` (stored
-        in checkpoints) and ``threshold_``; returns ``self``. See :mod:`memad.scoring.calibration`.
+        ``data``'s ``training`` split (or a VideoSet of normal videos) is scored: by default the
+        videos kept out of training (``train.holdout``, :attr:`holdout_videos_`) when ``data``
+        holds them, else every video; ``videos`` names others. The signals' normal ranges and
+        the threshold that ``false_alarm_rate`` of those frames exceed are fitted on them, and
+        a cross-validation by video measures the false-alarm rate on normal footage left out
+        of the fit. Sets ``calibration_`` (stored in checkpoints) and ``threshold_``; returns
+        ``self``. See :mod:`memad.scoring.calibration`.
         """
         from ..scoring.calibration import calibrate
 
-        calibrate(self, data, false_alarm_rate=false_alarm_rate, holdout=holdout)
+        calibrate(self, data, false_alarm_rate=false_alarm_rate, videos=videos)
         return self
 
     def fit_threshold(self, data: Any, *, percentile: float | None = None,
@@ -316,6 +320,7 @@ def load(path: str | Path, device: str | torch.device = "cpu", *, overrides: Map
     det.threshold_ = data.get("threshold")
     det.calibration_ = data.get("calibration")
     det.history_ = list(data.get("history") or [])
+    det.holdout_videos_ = list(data.get("holdout_videos") or [])
     changed = [k for k in overrides or {} if not _score_neutral(k)]
     if changed and (det.threshold_ is not None or det.calibration_ is not None):
         warnings.warn(f"{path}: {', '.join(changed)} changes the scores, so the stored calibration and threshold are "

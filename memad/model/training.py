@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from .. import distributed, runtime
 from ..config import image_hw, to_yaml
 from ..data import VideoSet, open_split, to_float
-from ..data.clips import ClipBatches
+from ..data.clips import ClipBatches, holdout_videos
 from ..errors import DataError, NumericalError
 from ..fileio import write_json_atomic, write_text_atomic
 from ..interfaces import Memory
@@ -79,8 +79,12 @@ def train(detector, data: Any, *, epochs: int | None = None, out: str | Path | N
     device = distributed.setup(tcfg["device"])  # under torchrun: joins the process group, cuda:LOCAL_RANK
     videos = open_split(data, "training", cfg)
     check_frames(detector, videos)
+    # Whole normal videos kept out of training, for a calibration on footage the model never saw.
+    held = holdout_videos(len(videos.lengths), tcfg["holdout"])
+    detector.holdout_videos_ = [videos.names[i] for i in held]
     batches = ClipBatches(videos, detector.clip_length, tcfg["batch_size"], seed=tcfg["seed"], device=device,
-                          max_steps=tcfg["max_steps_per_epoch"], workers=cfg["data"]["workers"])
+                          max_steps=tcfg["max_steps_per_epoch"], workers=cfg["data"]["workers"],
+                          only=[i for i in range(len(videos.lengths)) if i not in held])
     steps = batches.steps
 
     channels_last = runtime.prepare_model(detector, tcfg, device, compiled=(detector.encoder, detector.decoder))
@@ -140,8 +144,10 @@ def train(detector, data: Any, *, epochs: int | None = None, out: str | Path | N
     if ckpt_path is not None and distributed.is_main():
         write_json_atomic(ckpt_path.parent / "history.json", detector.history_)
     distributed.barrier()  # the other ranks return once rank 0's files are written
+    batches.close()
     return {"epochs": epochs, "seconds": seconds, "steps_per_epoch": steps, "device": str(device),
-            "processes": distributed.world_size()}
+            "processes": distributed.world_size(), "trained_videos": len(videos.lengths) - len(held),
+            "holdout_videos": list(detector.holdout_videos_)}
 
 
 def _check_finite(values: dict[str, float], name: str, epoch: int, step: int) -> None:

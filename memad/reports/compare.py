@@ -78,7 +78,8 @@ def _train_and_evaluate(config: dict[str, Any], run_dir: Path, splits: SplitCach
     scores = det.score(splits.get("testing", config))
     metrics = scores.metrics(threshold=det.threshold_)
     metrics.update(requested_false_alarm_rate=false_alarm_rate,
-                   holdout_false_alarm_rate=det.calibration_["holdout_false_alarm_rate"],
+                   check_false_alarm_rate=det.calibration_["check_false_alarm_rate"],
+                   holdout_videos=det.holdout_videos_,
                    params=det.count_parameters()["total"], train_seconds=train_seconds, epochs=epochs)
     save_run_scores(run_dir / "scores.npz", scores)
     # The finished checkpoint also carries the calibration (optimiser state kept for resuming).

@@ -8,15 +8,19 @@ every later frame by it: ``g(v) = (v - lo) / (hi - lo)``. The scorer's formula i
 (:meth:`memad.interfaces.FrameStats.normalised` applies the ranges), so a calibrated score
 depends on its frame alone and means the same on every video and on a live stream.
 
-Whole normal videos are held out: the ranges and the threshold come from the others, the
-threshold being the score that ``false_alarm_rate`` of their frames exceed; the held-out
-frames then measure the false-alarm rate that threshold gives on normal footage the
-calibration did not see (``calibration_["holdout_false_alarm_rate"]``).
+The frames calibrated on are normal videos the model did not train on: by default those kept
+out of training (``train.holdout``), since a model's errors on its own training videos are
+lower than on new footage, and a threshold fitted on them fires far more often on new normal
+footage. The ranges and the threshold (the score that ``false_alarm_rate`` of those frames
+exceed) come from all of them; a cross-validation by video (each video's frames scored with
+ranges and a threshold fitted without it) measures the false-alarm rate to expect on normal
+footage the calibration did not see (``calibration_["check_false_alarm_rate"]``).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import warnings
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -24,23 +28,7 @@ from ..data import open_split
 from ..errors import ConfigError, DataError
 from ..interfaces import FrameStats
 
-__all__ = ["calibrate", "fit_ranges", "holdout_videos", "require_calibration"]
-
-
-def holdout_videos(n: int, fraction: float) -> list[int]:
-    """Indices of the videos held out of ``n``: ``round(fraction * n)`` (at least one when ``n >= 2``
-    and ``fraction > 0``, never all), spread evenly over the split.
-
-    >>> holdout_videos(8, 0.25), holdout_videos(1, 0.25), holdout_videos(3, 0.0)
-    ([2, 5], [], [])
-    """
-    if not 0.0 <= fraction < 1.0:
-        raise ConfigError(f"holdout: expected a fraction in [0, 1), got {fraction!r}")
-    if n < 2 or fraction == 0:
-        return []
-    k = min(n - 1, max(1, round(fraction * n)))
-    step = n / k
-    return sorted({int(step * (i + 0.5)) for i in range(k)})
+__all__ = ["calibrate", "fit_ranges", "cross_validated_false_alarms", "require_calibration"]
 
 
 def fit_ranges(stats: FrameStats, quantiles: tuple[float, float] = (0.01, 0.99)) -> dict[str, list[float]]:
@@ -60,44 +48,81 @@ def fit_ranges(stats: FrameStats, quantiles: tuple[float, float] = (0.01, 0.99))
     return out
 
 
-def calibrate(detector, data: Any, *, false_alarm_rate: float = 0.01, holdout: float = 0.25,
-              quantiles: tuple[float, float] = (0.01, 0.99)) -> dict[str, Any]:
-    """Fit ``detector.calibration_`` and ``detector.threshold_`` on the normal ``training`` split of
-    ``data`` (see the module docstring); returns the calibration."""
-    from .runner import score_videos
+def _fit(stats: FrameStats, scorer, false_alarm_rate: float, quantiles: tuple[float, float]):
     from .threshold import threshold_from_scores
+
+    ranges = fit_ranges(stats, quantiles)
+    scores = np.asarray(scorer(stats.with_calibration(ranges)), dtype=np.float64)
+    return ranges, threshold_from_scores(scores, contamination=false_alarm_rate), scores
+
+
+def cross_validated_false_alarms(stats: FrameStats, scorer, false_alarm_rate: float,
+                                 quantiles: tuple[float, float] = (0.01, 0.99), folds: int = 8) -> float | None:
+    """The fraction of frames flagged when each group of videos is scored with ranges and a threshold
+    fitted on the other videos (at most ``folds`` groups, one video each when there are few); None
+    with a single video."""
+    videos = np.unique(stats.video)
+    if len(videos) < 2:
+        return None
+    groups = np.array_split(videos, min(folds, len(videos)))
+    flagged = 0
+    for group in groups:
+        left_out = np.isin(stats.video, group)
+        ranges, threshold, _ = _fit(stats.subset(~left_out), scorer, false_alarm_rate, quantiles)
+        held = np.asarray(scorer(stats.subset(left_out).with_calibration(ranges)), dtype=np.float64)
+        flagged += int((held >= threshold).sum())
+    return flagged / len(stats)
+
+
+def calibrate(detector, data: Any, *, false_alarm_rate: float = 0.01, videos: Sequence[str] | None = None,
+              quantiles: tuple[float, float] = (0.01, 0.99)) -> dict[str, Any]:
+    """Fit ``detector.calibration_`` and ``detector.threshold_`` on normal videos of the ``training`` split
+    of ``data`` (see the module docstring); returns the calibration."""
+    from .runner import score_videos
 
     if isinstance(false_alarm_rate, bool) or not 0.0 < false_alarm_rate < 1.0:
         raise ConfigError(f"false_alarm_rate: expected a fraction in (0, 1), got {false_alarm_rate!r}")
-    videos = open_split(data, "training", detector.config)
-    held = holdout_videos(len(videos.lengths), holdout)
+    split = open_split(data, "training", detector.config)
+    chosen, why = _calibration_videos(detector, split, videos)
     saved = detector.calibration_
     detector.calibration_ = None  # the uncalibrated signals are what is fitted
     try:
-        scored = score_videos(detector, videos)
+        stats = score_videos(detector, split, only=chosen).stats
     finally:
         detector.calibration_ = saved
-    stats = scored.stats
-    is_held = np.isin(stats.video, held)
-    fit = stats.subset(~is_held)
-    if len(fit) == 0:
-        raise DataError(f"{videos.source}: no scored normal frames to calibrate on")
-    ranges = fit_ranges(fit, quantiles)
-    scorer = detector.scorer
-    fit_scores = np.asarray(scorer(fit.with_calibration(ranges)), dtype=np.float64)
-    threshold = threshold_from_scores(fit_scores, contamination=false_alarm_rate)
+    if len(stats) == 0:
+        raise DataError(f"{split.source}: no scored normal frames to calibrate on")
+    ranges, threshold, scores = _fit(stats, detector.scorer, false_alarm_rate, quantiles)
     result: dict[str, Any] = {
         "signals": ranges, "quantiles": list(quantiles), "false_alarm_rate": float(false_alarm_rate),
-        "threshold": threshold, "frames": int(len(fit)), "fit_false_alarm_rate": float((fit_scores >= threshold).mean()),
-        "holdout_videos": [videos.names[i] for i in held], "holdout_frames": int(is_held.sum()),
-        "holdout_false_alarm_rate": None, "source": str(videos.source),
+        "threshold": threshold, "frames": int(len(stats)), "fit_false_alarm_rate": float((scores >= threshold).mean()),
+        "videos": [split.names[i] for i in chosen], "videos_from": why, "source": str(split.source),
+        "check_false_alarm_rate": cross_validated_false_alarms(stats, detector.scorer, false_alarm_rate, quantiles),
     }
-    if is_held.any():
-        held_scores = np.asarray(scorer(stats.subset(is_held).with_calibration(ranges)), dtype=np.float64)
-        result["holdout_false_alarm_rate"] = float((held_scores >= threshold).mean())
     detector.calibration_ = result
     detector.threshold_ = threshold
     return result
+
+
+def _calibration_videos(detector, split, names: Sequence[str] | None) -> tuple[list[int], str]:
+    """The video indices to calibrate on, and which they are: named, held out of training, or all."""
+    index = {n: i for i, n in enumerate(split.names)}
+    if names is not None:
+        missing = [n for n in names if n not in index]
+        if missing:
+            raise DataError(f"{split.source}: no video named {missing[0]!r} to calibrate on (videos: "
+                            f"{', '.join(split.names[:10])}{'...' if len(split.names) > 10 else ''})")
+        return sorted(index[n] for n in names), "named"
+    held = list(getattr(detector, "holdout_videos_", None) or [])
+    if held and all(n in index for n in held):
+        return sorted(index[n] for n in held), "held out of training"
+    if held:
+        return list(range(len(split.names))), "all (the videos held out of training are not in this data)"
+    warnings.warn(f"{detector.config['name']}: calibrating on {split.source}, whose videos the model may have "
+                  f"trained on (train.holdout was 0): expect more false alarms on new footage than the rate asked "
+                  f"for; train with train.holdout > 0, or calibrate on normal footage the model has not seen",
+                  stacklevel=3)
+    return list(range(len(split.names))), "all"
 
 
 def require_calibration(detector, what: str = "calibrated scores") -> dict[str, Any]:

@@ -154,13 +154,15 @@ class VideoScorer:
         return {k: v.cpu() for k, v in outs.items()}
 
 
-def _run(detector, videos: VideoSet, device: torch.device, map_hw) -> tuple[dict[str, Tensor], np.ndarray, float]:
+def _run(detector, videos: VideoSet, device: torch.device, map_hw, only: list[int] | None = None
+         ) -> tuple[dict[str, Tensor], np.ndarray, float]:
     runner = VideoScorer(detector, device, map_hw)
     trained = copy.deepcopy(detector.memory.state_dict())
     clip = detector.clip_length
     check_clip_length(videos, clip)
     # Under torchrun each rank scores whole videos (a video's sequential memory writes stay on one rank).
-    mine = sorted(distributed.split_videos(videos.lengths)[distributed.rank()])
+    chosen = range(len(videos.lengths)) if only is None else only
+    mine = sorted(i for i in distributed.split_videos(videos.lengths)[distributed.rank()] if i in chosen)
     if videos.on_disk:  # streamed from the frame cache one video at a time, the next read while this one is scored
         feed = iter_videos(videos, mine, device)
     else:  # a split held in memory goes to the GPU at once
@@ -201,8 +203,8 @@ def frame_stats(raw: dict[str, Tensor], video: np.ndarray) -> FrameStats:
     return FrameStats(video, {k: v.double().numpy() for k, v in raw.items() if k != "map"})
 
 
-def score_videos(detector, data: Any, labels: str | Path | None = None) -> Scores:
-    """Score the ``testing`` split of ``data`` (see :class:`Scores`)."""
+def score_videos(detector, data: Any, labels: str | Path | None = None, *, only: list[int] | None = None) -> Scores:
+    """Score the ``testing`` split of ``data`` (see :class:`Scores`); ``only``: just these videos (indices)."""
     cfg = detector.config
     videos = open_split(data, "testing", cfg, labels=labels)
     check_frames(detector, videos)
@@ -212,7 +214,7 @@ def score_videos(detector, data: Any, labels: str | Path | None = None) -> Score
     detector.eval()
     map_hw = tuple(videos.masks.shape[1:]) if videos.masks is not None else default_map_hw(cfg)
     try:
-        raw, frame_idx, seconds = _run(detector, videos, device, map_hw)
+        raw, frame_idx, seconds = _run(detector, videos, device, map_hw, only)
     finally:
         detector.train(was_training)
     stats = frame_stats(raw, videos.video_index[frame_idx])
