@@ -14,10 +14,9 @@ from typing import Any, Mapping
 from ..errors import DataError
 from ..registry import get_registry
 from .clips import ClipBatches, epoch_order, iter_videos, video_frames
-from .folder import load_frame_folder
 from .images import ImageSet, is_image_folder, load_image_folder
 from .layout import is_video_folder, standard_split, video_file_split, video_folder_split
-from .loading import load_split, load_split_for
+from .loading import load_frame_folder, load_split, load_split_for
 from .sources import SplitSource, VideoEntry
 from .video_files import VIDEO_SUFFIXES, open_video
 from .videos import VideoSet, gather_clips, to_float

@@ -83,20 +83,3 @@ def numbered_files(folder: Path, suffixes: tuple[str, ...], what: str) -> list[P
                         f"expected one file per number")
     return files
 
-
-_numbered_files = numbered_files  # the name other modules used before
-
-
-def load_frame_folder(root: str | Path, split: str, image_size: tuple[int, int], channels: int,
-                      labels: str | Path | None = None, mask_size: int = 64):
-    """Read one split of a dataset in the standard layout into memory, resized to ``image_size``.
-
-    For ``testing``, frame labels come from ``labels`` if given, else a ``.mat``/``.npy``
-    in ``root``, else the masks folder; masks are loaded when present. See
-    :func:`memad.data.layout.standard_split` for the layout.
-    """
-    from .layout import standard_split
-    from .loading import load_split
-
-    return load_split(standard_split(root, split, labels), image_size, channels, mask_size=mask_size,
-                      in_memory=True)

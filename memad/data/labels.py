@@ -25,9 +25,15 @@ def load_npy_labels(path: Path, lengths: Sequence[int]) -> np.ndarray:
     if arr.shape[0] != total:
         raise DataError(f"{path}: {arr.shape[0]} labels, but the test videos have {total} frames "
                         f"({len(lengths)} videos)")
+    return binary_labels(arr, path, "index")
+
+
+def binary_labels(arr: np.ndarray, where: object, position: str = "frame") -> np.ndarray:
+    """``arr`` as int8 0/1 labels; any other value is an error naming ``where`` and its ``position``."""
     bad = ~np.isin(arr, (0, 1))
     if bad.any():
-        raise DataError(f"{path}: labels must be 0 or 1, found {arr[bad][0].item()!r} at index {int(np.argmax(bad))}")
+        raise DataError(f"{where}: labels must be 0 or 1, found {arr[bad][0].item()!r} at {position} "
+                        f"{int(np.argmax(bad))}")
     return arr.astype(np.int8)
 
 

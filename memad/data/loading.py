@@ -21,11 +21,12 @@ from ..errors import ConfigError, DataError
 from .cache import open_or_build
 from .folder import _mask_size, _read_frame, _workers
 from .labels import load_label_file
+from .layout import standard_split
 from .sources import SplitSource, VideoEntry, read_masks, video_labels
 from .video_files import VideoStream
 from .videos import VideoSet
 
-__all__ = ["load_split", "load_split_for", "estimate_frames", "keeps_in_memory"]
+__all__ = ["load_split", "load_split_for", "load_frame_folder", "estimate_frames", "keeps_in_memory"]
 
 BLOCK_FRAMES = 128  # frames decoded per block: a few MB at 256x256, enough to keep the threads busy
 
@@ -201,3 +202,15 @@ def load_split_for(src: SplitSource, config: Mapping[str, Any]) -> VideoSet:
     return load_split(src, image_hw(config), d["channels"], mask_size=d.get("pixel_eval_size", 64),
                       in_memory=d.get("in_memory", "auto"), memory_budget_gb=d.get("memory_budget_gb", 4.0),
                       cache_dir=d.get("cache_dir"), progress=progress)
+
+
+def load_frame_folder(root: str | Path, split: str, image_size: tuple[int, int], channels: int,
+                      labels: str | Path | None = None, mask_size: int = 64):
+    """Read one split of a dataset in the standard layout into memory, resized to ``image_size``.
+
+    For ``testing``, frame labels come from ``labels`` if given, else a ``.mat``/``.npy``
+    in ``root``, else the masks folder; masks are loaded when present. See
+    :func:`memad.data.layout.standard_split` for the layout.
+    """
+    return load_split(standard_split(root, split, labels), image_size, channels, mask_size=mask_size,
+                      in_memory=True)

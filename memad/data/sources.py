@@ -20,6 +20,7 @@ import numpy as np
 
 from ..errors import DataError
 from .folder import _read_mask, _workers, shrink_mask
+from .labels import binary_labels
 
 __all__ = ["VideoEntry", "SplitSource", "read_masks", "video_labels"]
 
@@ -148,7 +149,4 @@ def video_labels(video: VideoEntry, n: int) -> np.ndarray | None:
     if arr.shape[0] != n:
         raise DataError(f"{where}: {arr.shape[0]} frame labels, but video {video.name!r} ({video.path}) has {n} "
                         f"decoded frames; expected one label per frame")
-    bad = ~np.isin(arr, (0, 1))
-    if bad.any():
-        raise DataError(f"{where}: labels must be 0 or 1, found {arr[bad][0].item()!r} at frame {int(np.argmax(bad))}")
-    return arr.astype(np.int8)
+    return binary_labels(arr, where)
