@@ -11,6 +11,7 @@ result is a few blocks, not the split.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 import numpy as np
