@@ -56,7 +56,7 @@ def test_stream_scores_equal_the_offline_calibrated_scores(calibrated):
 
 def test_stream_needs_a_calibration_and_says_how():
     det = memad.build("ae", **tiny())
-    with pytest.raises(memad.ConfigError, match="memad calibrate CHECKPOINT --data DATA"):
+    with pytest.raises(memad.ConfigError, match="is not calibrated, which streamed scores needs: run .memad calibrate CHECKPOINT --data DATA"):
         next(det.stream([np.zeros((32, 32, 3), np.uint8)]))
 
 

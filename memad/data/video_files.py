@@ -88,6 +88,9 @@ class VideoStream:
         try:
             self._container = av.open(name, format=fmt, options=options or {}, timeout=30.0)
         except FileNotFoundError as exc:
+            if isinstance(source, int):
+                raise DataError(f"camera {source} ({name}): no such camera; expected a connected camera "
+                                f"(its index: 0 for the first)") from exc
             raise DataError(f"{source}: video file not found") from exc
         except (av.FFmpegError, OSError, ValueError) as exc:
             raise DataError(f"{source}: cannot open as a video ({exc}); expected a video file, stream URL or camera "

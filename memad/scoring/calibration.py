@@ -128,6 +128,6 @@ def _calibration_videos(detector, split, names: Sequence[str] | None) -> tuple[l
 def require_calibration(detector, what: str = "calibrated scores") -> dict[str, Any]:
     """``detector.calibration_``, or an error that says how to calibrate."""
     if detector.calibration_ is None:
-        raise ConfigError(f"{detector.config['name']}: {what} need a calibrated detector and this one is not; run "
-                          f"`memad calibrate CHECKPOINT --data DATA` (or Detector.calibrate(data)) on normal footage")
+        raise ConfigError(f"{detector.config['name']} is not calibrated, which {what} needs: run `memad calibrate "
+                          f"CHECKPOINT --data DATA` (or Detector.calibrate(data)) on normal footage")
     return detector.calibration_

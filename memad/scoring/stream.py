@@ -78,6 +78,7 @@ def prepare_frame(frame: Any, config: dict[str, Any], *, warn: list[bool] | None
         arr = frame if frame.ndim == 3 else frame[:, :, None] if frame.ndim == 2 else None
         if arr is None:
             raise DataError(f"stream frame: expected an H x W x C or H x W array, got shape {frame.shape}")
+        arr = arr if arr.flags.writeable else arr.copy()  # torch wants writable memory
         t = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)
     else:
         t = torch.as_tensor(frame)
@@ -95,7 +96,7 @@ def prepare_frame(frame: Any, config: dict[str, Any], *, warn: list[bool] | None
             warn[0] = True
         hwc = t.permute(1, 2, 0).numpy()
         img = Image.fromarray(hwc[:, :, 0] if want_c == 1 else hwc, "L" if want_c == 1 else "RGB")
-        t = torch.from_numpy(to_frame(img, hw, want_c))
+        t = torch.from_numpy(np.array(to_frame(img, hw, want_c)))  # a writable copy of what Pillow returns
     return t
 
 

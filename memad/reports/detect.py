@@ -1,0 +1,240 @@
+"""``memad detect``: a calibrated detector run over footage, frame by frame, with everything a person
+needs to see where the anomalies are.
+
+For each video of the input (see :mod:`memad.data.footage`) it writes, into its own folder:
+
+- ``scores.csv`` and ``scores.jsonl``: per scored frame, the calibrated score, the smoothed score,
+  the 0/1 decision and the per-frame signals (written and flushed line by line);
+- ``events.json`` and ``events.csv``: anomalous events (start, end, peak score, peak frame) after
+  temporal smoothing and hysteresis (:mod:`memad.reports.events`);
+- ``annotated.mp4``: each frame with its error heatmap, the score curve and the threshold;
+- ``report.html``: one self-contained page, offline: the score timeline with the events, and
+  clicking a point shows that frame with its heatmap;
+- ``summary.json``: what was run on what, frame counts, dropped frames, speed.
+
+Memory stays constant whatever the length: frames are read, scored and written one at a time
+(the report keeps a bounded set of thumbnails). A live source prints each event as it closes
+and stops cleanly on Ctrl-C with everything written so far flushed.
+"""
+
+from __future__ import annotations
+
+import collections
+import csv
+import io
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..data.footage import Footage, resolve_footage
+from ..errors import ConfigError
+from ..fileio import write_json_atomic, write_text_atomic
+from ..scoring.calibration import require_calibration
+from .events import EventTracker
+from .html_report import ReportBuilder
+from .overlay import overlay_heatmap
+
+__all__ = ["DetectOptions", "detect", "MANIFEST"]
+
+#: Written first into the output folder: marks it as a detect run's (and says which).
+MANIFEST = "detect.json"
+
+
+@dataclass
+class DetectOptions:
+    """How ``memad detect`` decides and what it writes.
+
+    Attributes:
+        smoothing: frames of the causal moving average applied to the scores before the events.
+        release: the hysteresis: an event that started at the threshold ends when the smoothed
+            score falls below ``threshold - release * |threshold|`` (0: at the threshold).
+        min_frames: shortest event kept, in frames.
+        merge_gap: events separated by fewer frames than this are merged.
+        policy: ``block`` or ``drop`` when input outruns the model (default: drop for live sources).
+        video: write the annotated video.
+        html: write the HTML report.
+        thumbnails: most frames (with heatmaps) embedded in the report.
+        timeout: seconds a stream URL may take to answer.
+    """
+
+    smoothing: int = 5
+    release: float = 0.1
+    min_frames: int = 3
+    merge_gap: int = 5
+    policy: str | None = None
+    video: bool = True
+    html: bool = True
+    thumbnails: int = 400
+    timeout: float = 10.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _check_out(out: Path, overwrite: bool, run: dict[str, Any]) -> None:
+    """Refuse an output folder that holds another run (unless ``overwrite``); claim it for this one."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        held = out / MANIFEST
+        what = (f"the detect run of {json.loads(held.read_text()).get('input')!r}" if held.is_file()
+                else "other files")
+        raise ConfigError(f"--out {out}: already holds {what}; choose another folder or pass --overwrite")
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / MANIFEST, run)
+
+
+class _Rows:
+    """``scores.csv`` and ``scores.jsonl`` written and flushed one frame at a time."""
+
+    def __init__(self, folder: Path, signals: list[str]):
+        self.signals = signals
+        self._csv = open(folder / "scores.csv", "w", newline="")
+        self._jsonl = open(folder / "scores.jsonl", "w")
+        self._writer = csv.writer(self._csv)
+        self._writer.writerow(["frame", "score", "smoothed", "anomalous", "event", "latency_ms", *signals])
+
+    def write(self, r, smoothed: float, decision: int, event: int | None) -> None:
+        signals = [r.signals.get(k) for k in self.signals]
+        self._writer.writerow([r.index, f"{r.score:.6g}", f"{smoothed:.6g}", decision, "" if event is None else event,
+                               f"{r.latency * 1e3:.2f}", *(f"{v:.6g}" for v in signals)])
+        self._jsonl.write(json.dumps({"frame": r.index, "score": r.score, "smoothed": smoothed, "anomalous": decision,
+                                      "event": event, "latency_ms": round(r.latency * 1e3, 3),
+                                      **dict(zip(self.signals, signals))}) + "\n")
+        self._csv.flush()
+        self._jsonl.flush()
+
+    def close(self) -> None:
+        self._csv.close()
+        self._jsonl.close()
+
+
+def _events_files(folder: Path, events: list[dict[str, Any]]) -> None:
+    write_json_atomic(folder / "events.json", events)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=["event", "start", "end", "frames", "peak_frame", "peak_score",
+                                             "start_seconds", "end_seconds"], extrasaction="ignore",
+                            lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(events)
+    write_text_atomic(folder / "events.csv", buf.getvalue())
+
+
+def _tap(frames: Iterator[np.ndarray], keep: int, recent: collections.OrderedDict) -> Iterator[np.ndarray]:
+    """Pass frames on, remembering the last ``keep`` by index (the frames their results refer to)."""
+    for index, frame in enumerate(frames):
+        recent[index] = frame
+        while len(recent) > keep:
+            recent.popitem(last=False)
+        yield frame
+
+
+def run_footage(detector, footage: Footage, folder: Path, options: DetectOptions, engine: str = "torch",
+                echo: Callable[[str], None] = print, progress: bool = True) -> dict[str, Any]:
+    """Detect on one video (see the module docstring); returns its summary."""
+    from .annotated_video import AnnotatedVideoWriter
+
+    cal = require_calibration(detector, "memad detect")
+    threshold = float(detector.threshold_ if detector.threshold_ is not None else cal["threshold"])
+    folder.mkdir(parents=True, exist_ok=True)
+    fps = footage.fps or 25.0
+    policy = options.policy or ("drop" if footage.live else "block")
+    tracker = EventTracker(threshold, window=options.smoothing, release=options.release,
+                           min_frames=options.min_frames, merge_gap=options.merge_gap)
+    recent: collections.OrderedDict = collections.OrderedDict()
+    # Frames are remembered a while after they are read: under the drop policy the reader runs ahead.
+    frames = _tap(footage.frames(), detector.clip_length + 64, recent)
+    results = detector.stream(frames, policy=policy, maps=True, **({} if engine == "torch" else {"engine": engine}))
+    # Heat colours mean the same error on every frame: full heat at 10x the normal frames' mean error.
+    vmax = 10 * float(cal["signals"].get("mse", [0.0, 0.005])[1])
+    rows = video = None
+    report = ReportBuilder(title=f"memad detect: {footage.name}", threshold=threshold, fps=fps,
+                           max_images=options.thumbnails) if options.html else None
+    events: list[dict[str, Any]] = []
+    count, dropped, t0 = 0, 0, time.perf_counter()
+    bar = tqdm(total=footage.frame_count, desc=footage.name, unit="frame", disable=not progress or footage.live,
+               dynamic_ncols=True)
+    interrupted = False
+    try:
+        for r in results:
+            if rows is None:
+                rows = _Rows(folder, sorted(r.signals))
+                if options.video:
+                    video = AnnotatedVideoWriter(folder / "annotated.mp4", fps=fps, threshold=threshold)
+            step = tracker.update(r.index, r.score)
+            for event in step.closed:
+                events.append(_event_record(event, len(events), fps))
+                if footage.live:
+                    echo(_describe(events[-1]))
+            rows.write(r, step.smoothed, int(step.active), step.event)
+            frame = recent.get(r.index)
+            if frame is not None:
+                shown = overlay_heatmap(frame, r.error_map, vmax=vmax)
+                if video is not None:
+                    video.write(shown, score=r.score, decision=bool(step.active), event=step.event is not None)
+                if report is not None:
+                    report.add(r.index, r.score, step.smoothed, int(step.active), shown)
+            count += 1
+            dropped = r.dropped
+            bar.update(r.index + 1 - bar.n if footage.frame_count else 1)
+    except KeyboardInterrupt:
+        interrupted = True  # stop cleanly: everything written so far is closed and flushed below
+    finally:
+        bar.close()
+        for event in tracker.close():
+            events.append(_event_record(event, len(events), fps))
+            if footage.live:
+                echo(_describe(events[-1]))
+        if rows is not None:
+            rows.close()
+        if video is not None:
+            video.close()
+        _events_files(folder, events)
+        if report is not None:
+            report.write(folder / "report.html", events, meta={"source": footage.source, "threshold": threshold})
+    seconds = time.perf_counter() - t0
+    summary = {"video": footage.name, "source": footage.source, "live": footage.live, "frames_scored": count,
+               "frames_dropped": dropped, "policy": policy, "engine": engine, "threshold": threshold,
+               "events": len(events), "seconds": round(seconds, 3), "fps": count / seconds if seconds > 0 else None,
+               "interrupted": interrupted, "options": asdict(options)}
+    write_json_atomic(folder / "summary.json", summary)
+    if interrupted:
+        raise KeyboardInterrupt
+    return summary
+
+
+def _event_record(event, number: int, fps: float) -> dict[str, Any]:
+    rec = {"event": number, **event.as_dict()}
+    rec["start_seconds"], rec["end_seconds"] = round(rec["start"] / fps, 3), round(rec["end"] / fps, 3)
+    return rec
+
+
+def _describe(event: dict[str, Any]) -> str:
+    return (f"memad: event {event['event']}: frames {event['start']}-{event['end']} ({event['start_seconds']:.1f}-"
+            f"{event['end_seconds']:.1f} s), peak {event['peak_score']:.3f} at frame {event['peak_frame']}")
+
+
+def detect(detector, source: str, out: str | Path, *, options: DetectOptions | None = None, overwrite: bool = False,
+           engine: str = "torch", checkpoint: str | None = None, echo: Callable[[str], None] = print,
+           progress: bool = True) -> dict[str, Any]:
+    """Run ``detector`` (calibrated) over ``source`` and write the outputs under ``out``; returns the summary.
+
+    One video writes into ``out``; a folder of videos into ``out/<video>/`` each.
+    """
+    options = options or DetectOptions()
+    require_calibration(detector, "memad detect")
+    footage = resolve_footage(source, channels=detector.config["data"]["channels"], timeout=options.timeout)
+    out = Path(out)
+    run = {"input": str(source), "checkpoint": checkpoint, "engine": engine,
+           "videos": [f.name for f in footage], "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    _check_out(out, overwrite, run)
+    summaries = []
+    for f in footage:
+        folder = out if len(footage) == 1 else out / f.name
+        summaries.append(run_footage(detector, f, folder, options, engine=engine, echo=echo, progress=progress))
+    total = {**run, "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "summaries": summaries}
+    write_json_atomic(out / MANIFEST, total)
+    return total
