@@ -1,0 +1,19 @@
+"""ML-MemAE-SC (Liu et al., ICCV 2021, the first stage of HF2-VAD): MemAE memories at three encoder
+levels with skip connections carrying their reads; the ``ml_memae_sc`` presets. See
+docs/models/ml_memae_sc.md."""
+
+from pathlib import Path
+
+from memad import hookimpl
+
+from .models import MLMemAEDecoder, MLMemAEEncoder, MultiLevelMemAE
+
+PRESETS = Path(__file__).parent / "presets"
+
+
+@hookimpl
+def memad_register(registry):
+    registry.add("encoder", "ml_memae_sc", MLMemAEEncoder)
+    registry.add("memory", "ml_memae", MultiLevelMemAE)
+    registry.add("decoder", "ml_memae_sc", MLMemAEDecoder)
+    registry.add_presets(PRESETS)
