@@ -147,7 +147,7 @@ def run_footage(detector, footage: Footage, folder: Path, options: DetectOptions
     recent: collections.OrderedDict = collections.OrderedDict()
     # Frames are remembered a while after they are read: under the drop policy the reader runs ahead.
     frames = _tap(footage.frames(), detector.clip_length + 64, recent)
-    results = detector.stream(frames, policy=policy, maps=True, **({} if engine == "torch" else {"engine": engine}))
+    results = detector.stream(frames, policy=policy, maps=True)  # a checkpoint, or an exported model (its engine)
     # Heat colours mean the same error on every frame: full heat at 10x the normal frames' mean error.
     vmax = 10 * float(cal["signals"].get("mse", [0.0, 0.005])[1])
     rows = video = None

@@ -148,13 +148,34 @@ def _timed(source: Iterable[Any]) -> Iterator[tuple[int, Any, float]]:
         yield index, frame, time.perf_counter()
 
 
-@torch.no_grad()
+class TorchStep:
+    """The per-frame step of a detector in PyTorch: one uint8 clip ``(1, L, C, H, W)`` -> its signals
+    (and error map), with the memory's test-time write; :meth:`close` restores the memory."""
+
+    def __init__(self, detector, device: torch.device, maps: bool):
+        cfg = detector.config
+        runtime.prepare_model(detector, cfg["train"], device, compiled=(detector.encoder, detector.decoder))
+        self.detector, self.device, self.was_training = detector, device, detector.training
+        detector.eval()
+        self.runner = VideoScorer(detector, device, default_map_hw(cfg) if maps else None)
+        self.trained = {k: v.clone() for k, v in detector.memory.state_dict().items()}
+
+    @torch.no_grad()
+    def __call__(self, clip: Tensor) -> dict[str, Tensor]:
+        return self.runner.step(clip.to(self.device).float().div_(127.5).sub_(1.0))
+
+    def close(self) -> None:
+        self.detector.memory.load_state_dict(self.trained)
+        self.detector.train(self.was_training)
+
+
 def stream(detector, frames: Iterable[Any], *, policy: Policy = "block", maps: bool = False,
            device: str | torch.device | None = None) -> Iterator[FrameResult]:
     """Yield a :class:`FrameResult` per frame of ``frames`` once its clip is complete (see the module docstring).
 
     The detector must be calibrated (:meth:`Detector.calibrate`). Its memory is written as
-    the stream goes and restored when the generator is closed or exhausted.
+    the stream goes and restored when the generator is closed or exhausted. ``detector`` may
+    also be an exported model (:func:`memad.scoring.export.load_exported`), which runs its own engine.
 
     >>> import memad, numpy as np  # doctest: +SKIP
     >>> det = memad.load("runs/pred/checkpoint.pt")  # doctest: +SKIP
@@ -164,17 +185,18 @@ def stream(detector, frames: Iterable[Any], *, policy: Policy = "block", maps: b
     if policy not in ("block", "drop"):
         raise ConfigError(f"policy: expected 'block' or 'drop', got {policy!r}")
     cal = require_calibration(detector, "streamed scores")
-    cfg = detector.config
-    dev = torch.device(device) if device is not None else distributed.setup(cfg["train"]["device"])
-    runtime.prepare_model(detector, cfg["train"], dev, compiled=(detector.encoder, detector.decoder))
-    was_training = detector.training
-    detector.eval()
-    scorer = VideoScorer(detector, dev, default_map_hw(cfg) if maps else None)
-    clip = detector.clip_length
-    offset = detector.score_offset
-    ranges, threshold = cal["signals"], float(detector.threshold_ if detector.threshold_ is not None
-                                              else cal["threshold"])
-    trained = {k: v.clone() for k, v in detector.memory.state_dict().items()}
+    if hasattr(detector, "make_step"):  # an exported model brings its own engine
+        step = detector.make_step(maps)
+    else:
+        dev = torch.device(device) if device is not None else distributed.setup(detector.config["train"]["device"])
+        step = TorchStep(detector, dev, maps)
+    threshold = float(detector.threshold_ if detector.threshold_ is not None else cal["threshold"])
+    return _loop(detector, step, frames, cal["signals"], threshold, policy, maps)
+
+
+def _loop(detector, step, frames: Iterable[Any], ranges, threshold: float, policy: str, maps: bool
+          ) -> Iterator[FrameResult]:
+    cfg, clip, offset = detector.config, detector.clip_length, detector.score_offset
     window: collections.deque = collections.deque(maxlen=clip)
     source = _LatestFrames(frames, keep=1) if policy == "drop" else None
     warned = [False]
@@ -183,8 +205,7 @@ def stream(detector, frames: Iterable[Any], *, policy: Policy = "block", maps: b
             window.append((index, prepare_frame(frame, cfg, warn=warned), arrived))
             if len(window) < clip:
                 continue
-            clips = torch.stack([f for _, f, _ in window])[None].to(dev)
-            raw = scorer.step(clips.float().div_(127.5).sub_(1.0))
+            raw = step(torch.stack([f for _, f, _ in window])[None])
             values = {k: float(v[0]) for k, v in raw.items() if k != "map"}
             stats = FrameStats(np.zeros(1, dtype=np.int64), {k: np.array([v]) for k, v in values.items()},
                                calibration=ranges)
@@ -194,7 +215,10 @@ def stream(detector, frames: Iterable[Any], *, policy: Policy = "block", maps: b
                 index=scored_index, score=score, anomalous=score >= threshold, threshold=threshold,
                 signals={**values, "psnr": float(stats["psnr"][0])}, latency=time.perf_counter() - scored_arrival,
                 dropped=source.dropped if source is not None else 0, policy=policy,
-                error_map=raw["map"][0].float().cpu().numpy() if maps else None)
+                error_map=_as_array(raw["map"][0]) if maps else None)
     finally:
-        detector.memory.load_state_dict(trained)
-        detector.train(was_training)
+        step.close()
+
+
+def _as_array(x: Any) -> np.ndarray:
+    return x.float().cpu().numpy() if isinstance(x, Tensor) else np.asarray(x, dtype=np.float32)
