@@ -17,10 +17,10 @@ from __future__ import annotations
 from typing import Literal, Sequence
 
 import torch
+from memad_plugins.memae.memory import MemAEMemory
 from torch import Tensor, nn
 
 from memad import Decoder, Encoder, Memory, MemoryOutput
-from memad_plugins.memae.memory import MemAEMemory
 
 
 def double_conv(c_in: int, c_out: int) -> nn.Sequential:
@@ -113,7 +113,8 @@ class MLMemAEDecoder(Decoder):
         chans = list(level_channels)
         self.concat = {int(c) for c in concat}
         if any(not 0 <= c < len(chans) - 1 for c in self.concat):
-            raise ValueError(f"decoder.concat: expected levels below the bottleneck (0..{len(chans) - 2}), got {concat}")
+            raise ValueError(f"decoder.concat: expected levels below the bottleneck (0..{len(chans) - 2}), "
+                             f"got {concat}")
         self.ups = nn.ModuleList()
         self.convs = nn.ModuleList()
         for lv in range(len(chans) - 2, -1, -1):
