@@ -284,9 +284,8 @@ def wrap(detector: nn.Module, device: torch.device, sync_bn: bool = False) -> tu
     No buffer sync before each forward pass (``forward_sync_buffers=False``, formerly
     ``broadcast_buffers=False``): DDP would copy rank 0's buffers (memory items, BatchNorm
     running statistics) to every rank before each forward pass. The memory's buffers need no
-    copy, the training loop keeps them identical after each write (:func:`broadcast_buffers`); the running
-    statistics are
-    averaged at the end of each epoch instead (:func:`sync_buffers`), which is one
+    copy: the training loop keeps them identical after each write (:func:`broadcast_buffers`).
+    The running statistics are averaged at the end of each epoch instead (:func:`sync_buffers`), which is one
     collective per epoch rather than per step, and uses every rank's batches.
     With ``sync_bn``, BatchNorm normalises with the statistics of the global batch
     (``SyncBatchNorm``, GPU only in torch); the call after training restores the model's
