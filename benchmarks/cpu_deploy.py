@@ -24,11 +24,11 @@ import time
 import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
 
 import memad
 from memad import runtime
+from memad.fileio import write_json_atomic
 from memad.scoring.export import StepModule
 from memad.scoring.runner import default_map_hw
 
@@ -120,8 +120,7 @@ def main(argv=None) -> dict:
               "fps_rounds": {k: [round(x, 3) for x in v] for k, v in rounds.items()}}
     print(json.dumps({k: report[k] for k in ("fps_best", "load_average", "cpu_flags")}, indent=1))
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=1) + "\n")
+        write_json_atomic(args.out, report)
     return report
 
 

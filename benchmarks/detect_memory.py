@@ -27,6 +27,7 @@ from PIL import Image
 import memad
 from memad.data.synthetic import SyntheticSpec, make_synthetic
 from memad.data.video_files import VideoWriter
+from memad.fileio import write_json_atomic
 
 
 def make_video(path: Path, frames: int, size: int) -> Path:
@@ -110,8 +111,7 @@ def main(argv=None) -> dict:
               "samples": [(round(t, 1), n, round(r, 1)) for t, n, r in samples[::10]]}
     print(json.dumps({k: v for k, v in report.items() if k != "samples"}, indent=1))
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=1) + "\n")
+        write_json_atomic(args.out, report)
     return report
 
 

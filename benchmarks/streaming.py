@@ -31,6 +31,7 @@ import torch
 import memad
 from memad.config import make_config
 from memad.data import open_split
+from memad.fileio import write_json_atomic
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -104,8 +105,7 @@ def main(argv: list[str] | None = None) -> dict:
     text = json.dumps(report, indent=1)
     print(text)
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+        write_json_atomic(args.out, report)
     return report
 
 
