@@ -46,7 +46,8 @@ def test_record_holds_both_modes_of_the_same_model_and_the_environment(results):
     seq, bat = run["modes"]["sequential"], run["modes"]["batched"]
     # Independent of the benchmark: the same seed and steps train the same weights; score them in each mode.
     config = memad.config.make_config("mnad_pred", {**bench.parse_overrides(ARGS[9:19:2]), "train.epochs": 1,
-                                                    "train.device": "cpu", "train.progress": False})
+                                                    "train.device": "cpu", "train.progress": False,
+                                                    "train.holdout": 0.0})  # bench.py's paper protocol
     det = memad.build(config)
     training.train(det, "synthetic")
     for mode, row in (("sequential", seq), ("batched", bat)):

@@ -71,7 +71,7 @@ def _two_videos(frames: int = 6) -> VideoSet:
 
 
 def _detector(**memory):
-    return memad.build("ae", **tiny(train={"max_steps_per_epoch": STEPS, "epochs": 3},
+    return memad.build("ae", **tiny(train={"max_steps_per_epoch": STEPS, "epochs": 3, "holdout": 0.0},
                                     memory={"name": "test_loss_turns_bad", **memory}))
 
 
