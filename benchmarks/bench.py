@@ -47,11 +47,11 @@ from tqdm.auto import tqdm
 
 import memad
 from memad import runtime
-from memad.model import training
 from memad.config import make_config, parse_assignment
 from memad.data import SplitCache, VideoSet
 from memad.errors import ConfigError, MemadError
 from memad.fileio import config_difference, write_json_atomic
+from memad.model import training
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
