@@ -11,9 +11,13 @@ from .models import MLMemAEDecoder, MLMemAEEncoder, MultiLevelMemAE
 PRESETS = Path(__file__).parent / "presets"
 
 
+#: What this family registers: (kind, name, class).
+COMPONENTS = (("encoder", "ml_memae_sc", MLMemAEEncoder), ("memory", "ml_memae", MultiLevelMemAE),
+              ("decoder", "ml_memae_sc", MLMemAEDecoder))
+
+
 @hookimpl
 def memad_register(registry):
-    registry.add("encoder", "ml_memae_sc", MLMemAEEncoder)
-    registry.add("memory", "ml_memae", MultiLevelMemAE)
-    registry.add("decoder", "ml_memae_sc", MLMemAEDecoder)
+    for kind, name, obj in COMPONENTS:
+        registry.add(kind, name, obj)
     registry.add_presets(PRESETS)
