@@ -22,7 +22,7 @@ SPEC = SyntheticSpec(train_videos=3, test_videos=2, frames_per_video=30)
 
 @pytest.fixture(scope="module")
 def calibrated():
-    det = memad.build("mnad_pred", **tiny(train={"max_steps_per_epoch": 6}, memory={"gate": 0.02}))
+    det = memad.build("mnad_pred", **tiny(train={"max_steps_per_epoch": 6}, memory={"gate": 0.05}))
     train = make_synthetic("training", (32, 32), 3, 32, SPEC)
     det.fit(train)
     det.calibrate(train)

@@ -9,7 +9,9 @@ event for a stretch of frames, one of:
 - ``wrong_way``: a pedestrian walking vertically, across the normal flow;
 - ``stranger``: a large checkered disc, a shape, brightness and texture never seen in training.
 
-Frame labels and pixel masks come from where the anomalous object was drawn. Everything
+Frame labels and pixel masks come from where the anomalous object was drawn. Anomalous objects
+leave the scene across an edge when their event ends (they may appear mid-scene), so the
+frames after an event show nothing a model could call anomalous. Everything
 is derived from ``seed``, so the same call gives the same frames on every machine.
 """
 
@@ -71,6 +73,13 @@ def _wrap(pos: float, margin: float = 6.0) -> float:
     return (pos + margin) % span - margin
 
 
+def _exit_path(direction: float, size: int, speed: float, steps_left: float) -> float:
+    """Centre of an object of ``size`` moving at ``speed`` in ``direction`` (+1: towards higher
+    coordinates) that is entirely past the scene's edge ``steps_left + 1`` steps from now."""
+    exit_centre = NATIVE / 2 + direction * (NATIVE / 2 + size / 2 + 1)
+    return exit_centre - direction * speed * (steps_left + 1)
+
+
 class _Walker:
     def __init__(self, rng: np.random.Generator):
         self.x = rng.uniform(0, NATIVE)
@@ -93,7 +102,6 @@ def _render_video(rng: np.random.Generator, spec: SyntheticSpec, event: str | No
         start = int(rng.integers(n // 5, n // 2))
         end = min(n, start + int(rng.integers(n // 3, n // 2)))
         direction = rng.choice([-1.0, 1.0])
-        ex = NATIVE / 2 - direction * NATIVE * 0.45
         ey = rng.uniform(0.35 * NATIVE, 0.65 * NATIVE)
     for t in range(n):
         frame = bg.copy()
@@ -101,15 +109,19 @@ def _render_video(rng: np.random.Generator, spec: SyntheticSpec, event: str | No
             _draw(frame, w.x, w.y, 8, 4, w.shade)
             w.step()
         if start <= t < end:
-            k = t - start
+            # The object may appear anywhere (or come in from off-scene) but it leaves the scene across
+            # an edge by the event's end: an object vanishing mid-scene would make the next frames,
+            # labelled normal, anomalous to any model that looks at the frames before them.
+            left = end - 1 - t  # steps until its last frame
             if event == "cyclist":
-                _draw(frame, _wrap(ex + direction * 4.0 * k), ey, 8, 5, 0.2, masks[t])
+                _draw(frame, _exit_path(direction, 5, 4.0, left), ey, 8, 5, 0.2, masks[t])
             elif event == "vehicle":
-                _draw(frame, _wrap(ex + direction * 1.5 * k), ey, 12, 20, 0.95, masks[t])
+                _draw(frame, _exit_path(direction, 20, 1.5, left), ey, 12, 20, 0.95, masks[t])
             elif event == "wrong_way":
-                _draw(frame, NATIVE / 2 + 10 * direction, _wrap(k * 1.2), 8, 4, 0.18, masks[t])
+                _draw(frame, NATIVE / 2 + 10 * direction, _exit_path(1.0, 8, 1.2, left), 8, 4, 0.18, masks[t])
             elif event == "stranger":
-                _draw(frame, _wrap(ex + direction * 1.0 * k), ey, 14, 14, 0.98, masks[t], round_shape=True, checker=0.4)
+                _draw(frame, _exit_path(direction, 14, 1.0, left), ey, 14, 14, 0.98, masks[t], round_shape=True,
+                      checker=0.4)
         frames[t] = frame + rng.normal(0, 0.01, frame.shape)
     # A frame is anomalous exactly when the anomalous object is visible in it.
     labels = masks.reshape(n, -1).any(axis=1)
