@@ -93,3 +93,26 @@ def test_predict_without_threshold_and_per_video_scores_warn():
     with pytest.warns(UserWarning, match="normalise"):
         det.fit_threshold(_videos([6, 6], seed=3))
     assert 0.0 <= det.threshold_ <= 1.0  # per-video min-max scores live in [0, 1]
+
+
+def test_conformal_threshold_by_hand_and_its_guarantee():
+    from memad.scoring.threshold import conformal_threshold
+
+    # n = 9, rate 0.2: ceil(10 * 0.8) = 8 -> the 8th smallest; the plain 80th percentile (7.4) is lower.
+    scores = np.array([9.0, 1.0, 8.0, 2.0, 7.0, 3.0, 6.0, 4.0, 5.0])
+    assert conformal_threshold(scores, 0.2) == 8.0
+    assert threshold_from_scores(scores, contamination=0.2) == pytest.approx(7.4)
+    # The guarantee, by simulation: over many calibrations on 30 normal scores, a new normal score
+    # from the same distribution reaches the threshold at most 10% of the time on average.
+    rng = np.random.default_rng(0)
+    hits = [rng.normal() >= conformal_threshold(rng.normal(size=30), 0.1) for _ in range(4000)]
+    assert np.mean(hits) <= 0.1 + 0.015
+
+
+def test_conformal_threshold_with_too_few_frames_warns_and_takes_the_largest():
+    from memad.scoring.threshold import conformal_threshold
+
+    with pytest.warns(UserWarning, match=r"0.01 needs at least 99 normal frames .* got 20"):
+        assert conformal_threshold(np.arange(20.0), 0.01) == 19.0
+    with pytest.raises(Exception, match="contamination"):
+        conformal_threshold(np.arange(5.0), 1.5)

@@ -11,8 +11,10 @@ depends on its frame alone and means the same on every video and on a live strea
 The frames calibrated on are normal videos the model did not train on: by default those kept
 out of training (``train.holdout``), since a model's errors on its own training videos are
 lower than on new footage, and a threshold fitted on them fires far more often on new normal
-footage. The ranges and the threshold (the score that ``false_alarm_rate`` of those frames
-exceed) come from all of them; a cross-validation by video (each video's frames scored with
+footage. The ranges and the threshold come from all of them; the threshold is the split-conformal
+quantile of their scores (:func:`memad.scoring.threshold.conformal_threshold`: a new normal frame
+like them exceeds it with probability at most ``false_alarm_rate``, where the plain percentile lets
+more through when the frames are few); a cross-validation by video (each video's frames scored with
 ranges and a threshold fitted without it) measures the false-alarm rate to expect on normal
 footage the calibration did not see (``calibration_["check_false_alarm_rate"]``).
 """
@@ -49,11 +51,11 @@ def fit_ranges(stats: FrameStats, quantiles: tuple[float, float] = (0.01, 0.99))
 
 
 def _fit(stats: FrameStats, scorer, false_alarm_rate: float, quantiles: tuple[float, float]):
-    from .threshold import threshold_from_scores
+    from .threshold import conformal_threshold
 
     ranges = fit_ranges(stats, quantiles)
     scores = np.asarray(scorer(stats.with_calibration(ranges)), dtype=np.float64)
-    return ranges, threshold_from_scores(scores, contamination=false_alarm_rate), scores
+    return ranges, conformal_threshold(scores, false_alarm_rate), scores
 
 
 def cross_validated_false_alarms(stats: FrameStats, scorer, false_alarm_rate: float,
@@ -68,7 +70,9 @@ def cross_validated_false_alarms(stats: FrameStats, scorer, false_alarm_rate: fl
     flagged = 0
     for group in groups:
         left_out = np.isin(stats.video, group)
-        ranges, threshold, _ = _fit(stats.subset(~left_out), scorer, false_alarm_rate, quantiles)
+        with warnings.catch_warnings():  # too few frames in a fold: the full fit warns once, if it has too few
+            warnings.simplefilter("ignore", UserWarning)
+            ranges, threshold, _ = _fit(stats.subset(~left_out), scorer, false_alarm_rate, quantiles)
         held = np.asarray(scorer(stats.subset(left_out).with_calibration(ranges)), dtype=np.float64)
         flagged += int((held >= threshold).sum())
     return flagged / len(stats)

@@ -27,7 +27,8 @@ import numpy as np
 
 from ..errors import ConfigError, NumericalError
 
-__all__ = ["resolve_percentile", "threshold_from_scores", "predict_labels", "DEFAULT_PERCENTILE"]
+__all__ = ["resolve_percentile", "threshold_from_scores", "conformal_threshold", "predict_labels",
+           "DEFAULT_PERCENTILE"]
 
 #: Used when neither ``percentile`` nor ``contamination`` is given: 1% of normal frames flagged.
 DEFAULT_PERCENTILE = 99.0
@@ -65,6 +66,32 @@ def threshold_from_scores(normal_scores: np.ndarray, percentile: float | None = 
         raise NumericalError(f"cannot fit a threshold: {int(bad.sum())} of {scores.size} normal scores are NaN or "
                              f"infinite (first at index {int(np.argmax(bad))})")
     return float(np.percentile(scores, resolve_percentile(percentile, contamination)))
+
+
+def conformal_threshold(normal_scores: np.ndarray, false_alarm_rate: float) -> float:
+    """The split-conformal threshold for ``false_alarm_rate``: the ``ceil((n + 1)(1 - rate))``-th smallest
+    of the ``n`` normal scores.
+
+    A new normal frame exchangeable with those scored reaches it with probability at most
+    ``false_alarm_rate`` (the plain percentile only approaches that as ``n`` grows, and lets
+    more through with few frames). Needs ``n >= 1 / rate - 1`` frames; with fewer, the largest
+    score is returned and a warning says how many frames the rate needs.
+
+    >>> conformal_threshold(np.arange(1.0, 101.0), 0.05)  # the 96th smallest of 100
+    96.0
+    """
+    import warnings
+
+    scores = np.sort(np.asarray(normal_scores, dtype=np.float64).reshape(-1))
+    threshold_from_scores(scores, contamination=false_alarm_rate)  # the same checks: empty, NaN, rate
+    n = scores.size
+    k = math.ceil((n + 1) * (1.0 - false_alarm_rate))
+    if k > n:
+        warnings.warn(f"a false-alarm rate of {false_alarm_rate:g} needs at least {math.ceil(1 / false_alarm_rate - 1)} "
+                      f"normal frames to calibrate on, got {n}: the threshold is their largest score, and more than "
+                      f"that rate of new normal frames may exceed it", stacklevel=2)
+        k = n
+    return float(scores[k - 1])
 
 
 def predict_labels(scores: np.ndarray, threshold: float) -> np.ndarray:
