@@ -4,7 +4,9 @@
 Options, measured interleaved (A, B, C, A, B, C...) in one process so that a shared machine's load
 falls on all alike: PyTorch fp32 (the default layout), PyTorch channels-last, PyTorch bf16 autocast
 (native on CPUs with avx512_bf16 or AMX, emulated and slow elsewhere: the CPU flags are recorded),
-TorchScript, and ONNX Runtime fp32 (the exported per-frame step of :mod:`memad.scoring.export`).
+bf16 autocast with channels-last, TorchScript, ONNX Runtime fp32 (the exported per-frame step of
+:mod:`memad.scoring.export`), and memad's default scoring step (``memad_default``: what ``memad detect``
+and ``Detector.stream`` run, with ``test.amp`` and ``test.channels_last`` at "auto").
 Each option: ``--warmup`` untimed steps, then ``--frames`` timed steps, ``--repeats`` rounds; the
 best round's frames/s is reported (the least disturbed). Weights are random: speed does not depend
 on them, and the score equality of the engines is tested separately (tests/test_export.py).
@@ -61,7 +63,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--options", nargs="+", default=["torch_fp32", "torch_channels_last", "torchscript",
-                                                          "onnxruntime", "torch_bf16"])
+                                                          "onnxruntime", "torch_bf16", "torch_bf16_channels_last",
+                                                          "memad_default"])
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -77,6 +80,13 @@ def main(argv=None) -> dict:
             runs[name] = torch_step(twin, clip, state, channels_last=True)
         elif name == "torch_bf16":
             runs[name] = torch_step(twin, clip, state, bf16=True)
+        elif name == "torch_bf16_channels_last":
+            runs[name] = torch_step(twin, clip, state, channels_last=True, bf16=True)
+        elif name == "memad_default":  # what memad detect and Detector.stream run: test.amp/channels_last "auto"
+            from memad.scoring.stream import TorchStep
+
+            step = TorchStep(twin, torch.device("cpu"), maps=True)
+            runs[name] = lambda s=step: s(clip)
         elif name == "torchscript":
             with warnings.catch_warnings(), torch.no_grad():
                 warnings.simplefilter("ignore")

@@ -92,11 +92,12 @@ class TrainConfig:
     seed: int = 0
     #: "auto" picks CUDA when available.
     device: str = "auto"
-    #: bfloat16 autocast: "auto" on CUDA only; true also on CPU (fast where the CPU has native
-    #: bf16, e.g. avx512_bf16 or AMX; emulated and slow elsewhere); false runs float32 throughout.
+    #: bfloat16 autocast in training: "auto" on CUDA only; true also on CPU (fast where the CPU has
+    #: native bf16, e.g. avx512_bf16 or AMX; emulated and slow elsewhere); false runs float32.
+    #: Scoring has its own switch, ``test.amp``.
     amp: bool | Literal["auto"] = "auto"
-    #: Weights and batches in channels-last layout (NHWC), used for training and testing;
-    #: "auto" turns it on for CUDA only, where convolutions run faster in that layout.
+    #: Weights and batches in channels-last layout (NHWC) in training; "auto" turns it on for
+    #: CUDA only. Scoring has its own switch, ``test.channels_last``.
     channels_last: bool | Literal["auto"] = "auto"
     #: torch.compile the encoder and decoder (training and testing): false, true (mode
     #: "default"), or a mode name. Compiling takes time up front and needs a C++ compiler on CPU.
@@ -132,6 +133,14 @@ class TestConfig:
     #: "never" carries the memory across test videos (official code); "video" restores
     #: the trained memory at the start of each video.
     reset: Literal["never", "video"] = "never"
+    #: bfloat16 autocast while scoring (eval, calibrate, stream, detect): "auto" turns it on on CUDA
+    #: and on CPUs with native bf16 (AMX-BF16 or AVX512-BF16), where with channels-last it scores
+    #: mnad_pred at 256x256 3.5 times as fast as fp32 for a Ped2 AUROC change within 0.3 points
+    #: (docs/benchmarks.md); elsewhere bf16 is emulated and slow, so "auto" keeps fp32 there.
+    amp: bool | Literal["auto"] = "auto"
+    #: Channels-last layout (NHWC) while scoring: "auto" turns it on on CUDA and CPU, where
+    #: convolutions run faster in it (same arithmetic, another memory order).
+    channels_last: bool | Literal["auto"] = "auto"
 
 
 SECTIONS: dict[str, type] = {"data": DataConfig, "train": TrainConfig, "test": TestConfig}

@@ -128,7 +128,8 @@ def test_memory_does_not_grow_with_the_number_of_frames(warm_detector):
 
 
 def test_the_measurement_sees_a_per_frame_leak(warm_detector, monkeypatch):
-    """The control: keeping each batch's encoder features alive (a leak of ~15 KiB per frame) shows up."""
+    """The control: keeping each batch's encoder features alive (a leak of ~8-15 KiB per frame: bf16 or fp32
+    features, by test.amp on this CPU) shows up."""
     kept = []
     encoder_forward = warm_detector.encoder.forward
 
@@ -140,7 +141,7 @@ def test_the_measurement_sees_a_per_frame_leak(warm_detector, monkeypatch):
     monkeypatch.setattr(warm_detector.encoder, "forward", leaky)
     short, long = measure(warm_detector, synthetic_test_set(400)), measure(warm_detector, synthetic_test_set(3200))
     kept_bytes = sum(f.numel() * f.element_size() for feats in kept for f in feats)
-    assert kept_bytes > 30 * MiB
+    assert kept_bytes > 20 * MiB
     assert long.rss_growth - short.rss_growth > 3 * (long.output_bytes - short.output_bytes) + 12 * MiB
 
 

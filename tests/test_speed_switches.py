@@ -11,6 +11,7 @@ import torch
 import memad
 from memad.data.synthetic import make_synthetic
 from memad.data.videos import VideoSet
+from memad import runtime
 from memad.runtime import prepare_model, uses_channels_last
 from tests.conftest import tiny
 
@@ -43,6 +44,41 @@ def test_channels_last_setting_per_device():
     assert uses_channels_last({"channels_last": "auto"}, torch.device("cpu")) is False
     assert uses_channels_last({"channels_last": True}, torch.device("cpu")) is True
     assert uses_channels_last({"channels_last": False}, torch.device("cuda")) is False
+
+
+def test_scoring_switches_per_device(monkeypatch):
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    for native in (True, False):
+        monkeypatch.setattr(runtime, "native_cpu_bf16", lambda native=native: native)
+        assert runtime.scoring_amp({"amp": "auto"}, cpu) is native  # bf16 only where the CPU has it natively
+        assert runtime.scoring_amp({"amp": "auto"}, cuda) is True
+    assert runtime.scoring_amp({"amp": False}, cuda) is False
+    assert runtime.scoring_amp({"amp": True}, cpu) is True
+    assert runtime.scoring_channels_last({"channels_last": "auto"}, cpu) is True
+    assert runtime.scoring_channels_last({"channels_last": "auto"}, torch.device("meta")) is False
+    assert runtime.scoring_channels_last({"channels_last": False}, cuda) is False
+
+
+def test_native_cpu_bf16_agrees_with_the_cpu_flags():
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next(line.split() for line in f if line.startswith("flags"))
+    except (OSError, StopIteration):
+        pytest.skip("no /proc/cpuinfo flags on this machine")
+    assert runtime.native_cpu_bf16() == ("amx_bf16" in flags or "avx512_bf16" in flags)
+
+
+def test_bf16_scoring_keeps_the_memory_fp32_and_scores_close(small_data):
+    det, _ = _train_and_score("mnad_pred", small_data)
+    trained = {k: v.clone() for k, v in det.memory.state_dict().items()}
+    scores = {}
+    for amp in (False, True):
+        det.memory.load_state_dict(trained)
+        det.config["test"].update(amp=amp, channels_last=amp)
+        scores[amp] = det.score(small_data[1])
+        assert all(v.dtype == torch.float32 for v in det.memory.state_dict().values())
+    psnr = {k: s.stats["psnr"] for k, s in scores.items()}
+    assert np.abs(psnr[True] - psnr[False]).max() < 0.5  # dB: bf16 rounding, not another model
 
 
 @pytest.mark.parametrize("preset", ["mnad_pred", "mnad_recon"])

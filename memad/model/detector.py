@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import config as cfgmod
+from .. import runtime
 from ..errors import CheckpointError, ConfigError
 from ..interfaces import Decoder, DecoderOutput, Encoder, Memory, MemoryOutput, Scorer, resolve_levels
 from ..registry import get_registry
@@ -143,7 +144,11 @@ class Detector(nn.Module):
     def forward(self, x: Tensor) -> DetectorOutput:
         feats = self.encoder(x)
         levels = self.memory_levels
-        mem = self.memory([feats[i] for i in levels] if self.memory.multilevel else feats[levels[0]])
+        queries = [feats[i].float() for i in levels]
+        # The memory reads in fp32 even under bf16 autocast: its distances and attention weights
+        # differ by less than bf16 resolves (it costs little next to the convolutions).
+        with runtime.full_precision(x.device):
+            mem = self.memory(queries if self.memory.multilevel else queries[0])
         reads = list(mem.read) if self.memory.multilevel else [mem.read]
         if len(reads) != len(levels):
             raise ValueError(f"memory {self.config['memory']['name']!r} returned {len(reads)} reads for its "
@@ -290,7 +295,7 @@ def build(preset: str | Mapping[str, Any], **overrides: Any) -> Detector:
 
 
 #: Fields that can change on a loaded detector without making its calibration and threshold stale.
-_SCORE_NEUTRAL = {"train": {"device", "progress", "compile", "channels_last"}, "test": {"mode", "chunk"},
+_SCORE_NEUTRAL = {"train": {"device", "progress", "compile", "channels_last"}, "test": {"mode", "chunk", "amp", "channels_last"},
                   "data": {"cache_dir", "workers", "in_memory", "memory_budget_gb", "pixel_eval_size"}}
 
 

@@ -228,8 +228,10 @@ def export(detector, path: str | Path, fmt: str = "onnx", *, data: Any = None, f
     if len(check_frames) <= detector.clip_length:
         raise DataError(f"the check sequence has {len(check_frames)} frames; an export check needs more than one "
                         f"clip ({detector.clip_length})")
-    reference = np.array([r.score for r in detector.stream(list(torch.from_numpy(check_frames)), device="cpu")])
     twin = copy.deepcopy(detector).cpu().eval()  # tracing rebinds the memory's buffers: never the caller's
+    # The exported step computes in fp32 and the default layout: so must the PyTorch reference.
+    twin.config["test"].update(amp=False, channels_last=False)
+    reference = np.array([r.score for r in twin.stream(list(torch.from_numpy(check_frames)), device="cpu")])
     step = StepModule(twin, default_map_hw(detector.config))
     clip = torch.from_numpy(check_frames[:detector.clip_length][None].copy())
     state = [b.detach().clone() for b in twin.memory.buffers()]

@@ -116,9 +116,9 @@ class VideoScorer:
         self.writes = tc["update"] and detector.memory.writes
         self.sequential = tc["mode"] == "sequential" and self.writes
         self.chunk = 1 if self.sequential else tc["chunk"]
-        self.amp = runtime.amp_enabled(detector.config["train"], device)
+        self.amp = runtime.scoring_amp(tc, device)
         self.map_hw = map_hw
-        self.channels_last = runtime.uses_channels_last(detector.config["train"], device)
+        self.channels_last = runtime.scoring_channels_last(tc, device)
 
     @torch.no_grad()
     def step(self, clips: Tensor) -> dict[str, Tensor]:
@@ -210,7 +210,8 @@ def score_videos(detector, data: Any, labels: str | Path | None = None, *, only:
     check_frames(detector, videos)
     device = distributed.setup(cfg["train"]["device"])  # under torchrun: joins the process group, cuda:LOCAL_RANK
     was_training = detector.training
-    runtime.prepare_model(detector, cfg["train"], device, compiled=(detector.encoder, detector.decoder))
+    runtime.prepare_model(detector, cfg["train"], device, compiled=(detector.encoder, detector.decoder),
+                          channels_last=runtime.scoring_channels_last(cfg["test"], device))
     detector.eval()
     map_hw = tuple(videos.masks.shape[1:]) if videos.masks is not None else default_map_hw(cfg)
     try:
