@@ -135,8 +135,9 @@ class TestConfig:
     reset: Literal["never", "video"] = "never"
     #: bfloat16 autocast while scoring (eval, calibrate, stream, detect): "auto" turns it on on CUDA
     #: and on CPUs with native bf16 (AMX-BF16 or AVX512-BF16), where with channels-last it scores
-    #: mnad_pred at 256x256 3.5 times as fast as fp32 for a Ped2 AUROC change within 0.3 points
+    #: mnad_pred at 256x256 3 to 4 times as fast as fp32 for a Ped2 AUROC change of +0.05 points
     #: (docs/benchmarks.md); elsewhere bf16 is emulated and slow, so "auto" keeps fp32 there.
+    #: The memory reads in fp32 either way.
     amp: bool | Literal["auto"] = "auto"
     #: Channels-last layout (NHWC) while scoring: "auto" turns it on on CUDA and CPU, where
     #: convolutions run faster in it (same arithmetic, another memory order).

@@ -68,6 +68,18 @@ def test_native_cpu_bf16_agrees_with_the_cpu_flags():
     assert runtime.native_cpu_bf16() == ("amx_bf16" in flags or "avx512_bf16" in flags)
 
 
+def test_the_memory_reads_in_fp32_inside_bf16_autocast():
+    det = memad.build("mnad_pred", **tiny()).eval()
+    seen = {}
+    det.memory.register_forward_hook(lambda m, args, out: seen.update(query=args[0].dtype, read=out.read.dtype))
+    det.encoder.register_forward_hook(lambda m, args, out: seen.update(features=out[-1].dtype))
+    x = torch.rand(1, det.config["data"]["frames"] * 3, 32, 32) * 2 - 1
+    with torch.no_grad(), runtime.autocast(torch.device("cpu"), True):
+        out = det(x)
+    assert seen == {"features": torch.bfloat16, "query": torch.float32, "read": torch.float32}
+    assert out.output.dtype == torch.bfloat16  # the decoder's convolutions still run in bf16
+
+
 def test_bf16_scoring_keeps_the_memory_fp32_and_scores_close(small_data):
     det, _ = _train_and_score("mnad_pred", small_data)
     trained = {k: v.clone() for k, v in det.memory.state_dict().items()}
