@@ -9,9 +9,9 @@ import pytest
 import torch
 
 import memad
+from memad import runtime
 from memad.data.synthetic import make_synthetic
 from memad.data.videos import VideoSet
-from memad import runtime
 from memad.runtime import prepare_model, uses_channels_last
 from tests.conftest import tiny
 

@@ -295,7 +295,8 @@ def build(preset: str | Mapping[str, Any], **overrides: Any) -> Detector:
 
 
 #: Fields that can change on a loaded detector without making its calibration and threshold stale.
-_SCORE_NEUTRAL = {"train": {"device", "progress", "compile", "channels_last"}, "test": {"mode", "chunk", "amp", "channels_last"},
+_SCORE_NEUTRAL = {"train": {"device", "progress", "compile", "channels_last"},
+                  "test": {"mode", "chunk", "amp", "channels_last"},
                   "data": {"cache_dir", "workers", "in_memory", "memory_budget_gb", "pixel_eval_size"}}
 
 

@@ -87,7 +87,8 @@ def conformal_threshold(normal_scores: np.ndarray, false_alarm_rate: float) -> f
     n = scores.size
     k = math.ceil((n + 1) * (1.0 - false_alarm_rate))
     if k > n:
-        warnings.warn(f"a false-alarm rate of {false_alarm_rate:g} needs at least {math.ceil(1 / false_alarm_rate - 1)} "
+        needed = math.ceil(1 / false_alarm_rate - 1)
+        warnings.warn(f"a false-alarm rate of {false_alarm_rate:g} needs at least {needed} "
                       f"normal frames to calibrate on, got {n}: the threshold is their largest score, and more than "
                       f"that rate of new normal frames may exceed it", stacklevel=2)
         k = n
