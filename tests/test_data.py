@@ -104,6 +104,20 @@ def test_synthetic_is_deterministic_and_labelled():
     assert train.labels is None and not torch.equal(train.frames[:60], a.frames[:60])
 
 
+def test_synthetic_events_end_with_the_object_leaving_across_an_edge():
+    """An anomalous object may appear anywhere, but its last frame shows it at the scene's edge, so the
+    frames after an event hold nothing anomalous (a vanishing object would stay in a predictor's input)."""
+    test = make_synthetic("testing", (64, 64), channels=1)
+    for v in range(len(test.lengths)):
+        video = test.video(v)
+        labels = video.labels.astype(bool)
+        anomalous = np.flatnonzero(labels)
+        assert np.array_equal(anomalous, np.arange(anomalous[0], anomalous[-1] + 1))  # one unbroken stretch
+        if anomalous[-1] + 1 < len(labels):  # the event ends inside the video: the object was leaving
+            last = video.masks[anomalous[-1]].numpy()
+            assert last[0].any() or last[-1].any() or last[:, 0].any() or last[:, -1].any(), f"video {v}"
+
+
 def test_open_split_resolves_names_and_paths(tmp_path):
     cfg = {"data": {"image_size": 16, "channels": 1, "pixel_eval_size": 16}}
     assert open_split("synthetic", "training", cfg).frames.shape[1:] == (1, 16, 16)
