@@ -7,6 +7,8 @@ detectors' parts, so every loop that runs a model gets the same switches from on
 from __future__ import annotations
 
 import contextlib
+import functools
+import itertools
 from typing import Any, Mapping
 
 import torch
@@ -29,6 +31,7 @@ def amp_enabled(train_cfg: Mapping[str, Any], device: torch.device) -> bool:
     return device.type == "cuda" if setting == "auto" else bool(setting)
 
 
+@functools.cache  # the CPU does not change while the process runs
 def native_cpu_bf16() -> bool:
     """Whether this CPU computes bf16 matrix products natively (AMX-BF16 or AVX512-BF16), as oneDNN's
     bf16 convolutions need to be fast; elsewhere PyTorch emulates them, several times slower than fp32."""
@@ -97,9 +100,10 @@ def prepare_model(model: nn.Module, train_cfg: Mapping[str, Any], device: torch.
         channels_last = uses_channels_last(train_cfg, device)
     model.to(device)
     if channels_last:
-        for p in model.parameters():  # 4-d weights only: a Conv3d's 5-d ones have no channels-last form
-            if p.dim() == 4 and not p.is_contiguous(memory_format=torch.channels_last):
-                p.data = p.data.contiguous(memory_format=torch.channels_last)
+        # 4-d tensors only, as model.to(memory_format=...) does, which refuses a Conv3d's 5-d weights
+        for t in itertools.chain(model.parameters(), model.buffers()):
+            if t.dim() == 4 and not t.is_contiguous(memory_format=torch.channels_last):
+                t.data = t.data.contiguous(memory_format=torch.channels_last)
     mode = train_cfg.get("compile", False)
     if mode:
         for part in compiled:

@@ -107,7 +107,9 @@ class Scores:
 
 class VideoScorer:
     """Runs one video at a time through the model in the configured mode, with the memory's
-    test-time writes. Returns per-frame tensors: every signal, and ``map`` when asked."""
+    test-time writes. Returns per-frame tensors: every signal, and ``map`` when asked.
+
+    Creating one moves the model to ``device`` in the scoring layout (``test.channels_last``)."""
 
     def __init__(self, detector, device: torch.device, map_hw: tuple[int, int] | None):
         self.det = detector
@@ -119,6 +121,8 @@ class VideoScorer:
         self.amp = runtime.scoring_amp(tc, device)
         self.map_hw = map_hw
         self.channels_last = runtime.scoring_channels_last(tc, device)
+        runtime.prepare_model(detector, detector.config["train"], device,
+                              compiled=(detector.encoder, detector.decoder), channels_last=self.channels_last)
 
     @torch.no_grad()
     def step(self, clips: Tensor) -> dict[str, Tensor]:
@@ -210,8 +214,6 @@ def score_videos(detector, data: Any, labels: str | Path | None = None, *, only:
     check_frames(detector, videos)
     device = distributed.setup(cfg["train"]["device"])  # under torchrun: joins the process group, cuda:LOCAL_RANK
     was_training = detector.training
-    runtime.prepare_model(detector, cfg["train"], device, compiled=(detector.encoder, detector.decoder),
-                          channels_last=runtime.scoring_channels_last(cfg["test"], device))
     detector.eval()
     map_hw = tuple(videos.masks.shape[1:]) if videos.masks is not None else default_map_hw(cfg)
     try:

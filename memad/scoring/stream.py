@@ -27,7 +27,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from .. import distributed, runtime
+from .. import distributed
 from ..config import image_hw
 from ..data.folder import to_frame
 from ..errors import ConfigError, DataError
@@ -154,8 +154,6 @@ class TorchStep:
 
     def __init__(self, detector, device: torch.device, maps: bool):
         cfg = detector.config
-        runtime.prepare_model(detector, cfg["train"], device, compiled=(detector.encoder, detector.decoder),
-                              channels_last=runtime.scoring_channels_last(cfg["test"], device))
         self.detector, self.device, self.was_training = detector, device, detector.training
         detector.eval()
         self.runner = VideoScorer(detector, device, default_map_hw(cfg) if maps else None)
