@@ -116,3 +116,5 @@ def test_conformal_threshold_with_too_few_frames_warns_and_takes_the_largest():
         assert conformal_threshold(np.arange(20.0), 0.01) == 19.0
     with pytest.raises(Exception, match="contamination"):
         conformal_threshold(np.arange(5.0), 1.5)
+    with pytest.raises(memad.ConfigError, match="needs a rate above 0"):
+        conformal_threshold(np.arange(5.0), 0.0)

@@ -22,6 +22,7 @@ Which score the threshold applies to
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 
@@ -58,6 +59,12 @@ def resolve_percentile(percentile: float | None = None, contamination: float | N
 def threshold_from_scores(normal_scores: np.ndarray, percentile: float | None = None,
                           contamination: float | None = None) -> float:
     """The ``percentile`` of ``normal_scores`` (linear interpolation between frames)."""
+    scores = _normal_scores(normal_scores)
+    return float(np.percentile(scores, resolve_percentile(percentile, contamination)))
+
+
+def _normal_scores(normal_scores: np.ndarray) -> np.ndarray:
+    """The scores as a flat float64 array; an error when there are none or any is NaN or infinite."""
     scores = np.asarray(normal_scores, dtype=np.float64).reshape(-1)
     if scores.size == 0:
         raise ConfigError("cannot fit a threshold: no normal scores")
@@ -65,7 +72,7 @@ def threshold_from_scores(normal_scores: np.ndarray, percentile: float | None = 
     if bad.any():
         raise NumericalError(f"cannot fit a threshold: {int(bad.sum())} of {scores.size} normal scores are NaN or "
                              f"infinite (first at index {int(np.argmax(bad))})")
-    return float(np.percentile(scores, resolve_percentile(percentile, contamination)))
+    return scores
 
 
 def conformal_threshold(normal_scores: np.ndarray, false_alarm_rate: float) -> float:
@@ -80,10 +87,10 @@ def conformal_threshold(normal_scores: np.ndarray, false_alarm_rate: float) -> f
     >>> conformal_threshold(np.arange(1.0, 101.0), 0.05)  # the 96th smallest of 100
     96.0
     """
-    import warnings
-
-    scores = np.sort(np.asarray(normal_scores, dtype=np.float64).reshape(-1))
-    threshold_from_scores(scores, contamination=false_alarm_rate)  # the same checks: empty, NaN, rate
+    resolve_percentile(contamination=false_alarm_rate)  # the rate's checks (a fraction in [0, 1))
+    if false_alarm_rate == 0:
+        raise ConfigError("false_alarm_rate: a conformal threshold needs a rate above 0, got 0")
+    scores = np.sort(_normal_scores(normal_scores))
     n = scores.size
     k = math.ceil((n + 1) * (1.0 - false_alarm_rate))
     if k > n:
