@@ -51,7 +51,7 @@ from memad.config import make_config, parse_assignment
 from memad.data import SplitCache, VideoSet
 from memad.errors import ConfigError, MemadError
 from memad.fileio import config_difference, write_json_atomic
-from memad.model import training
+from memad import training
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent

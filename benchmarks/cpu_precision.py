@@ -26,7 +26,7 @@ from memad import runtime
 from memad.config import make_config
 from memad.data import open_split
 from memad.fileio import write_json_atomic
-from memad.model import training
+from memad import training
 
 REPO = Path(__file__).resolve().parent.parent
 SETTINGS = {"fp32": {"amp": False, "channels_last": False},

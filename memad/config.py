@@ -208,9 +208,34 @@ def _check_component(path: str, kind: str, section: Any) -> dict[str, Any]:
         else:
             out[key] = check_value(f"{path}.{key}", value, hints.get(key, params[key].annotation))
     for key, p in params.items():
-        if key not in out and p.default is inspect.Parameter.empty:
+        if key in out:
+            continue
+        if p.default is inspect.Parameter.empty:
             raise ConfigError(f"{path}: {kind} {section['name']!r} needs {key!r}")
+        # The defaults are written in: the config (a run's config.yaml, a checkpoint's) is then complete,
+        # and a nested component left at its default is built by memad like a configured one.
+        sub_kind = nested_components(entry.obj).get(key)
+        if sub_kind is not None:
+            if isinstance(p.default, (str, Mapping)):
+                out[key] = _check_component(f"{path}.{key}", sub_kind, p.default)
+        else:
+            plain, value = _plain(p.default)
+            if plain:
+                out[key] = value
     return out
+
+
+def _plain(value: Any) -> tuple[bool, Any]:
+    """Whether ``value`` is plain data a config can hold (YAML-safe), and it so (tuples become lists)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True, value
+    if isinstance(value, (list, tuple)):
+        items = [_plain(v) for v in value]
+        return all(ok for ok, _ in items), [v for _, v in items]
+    if isinstance(value, Mapping) and all(isinstance(k, str) for k in value):
+        items = {k: _plain(v) for k, v in value.items()}
+        return all(ok for ok, _ in items.values()), {k: v for k, (_, v) in items.items()}
+    return False, value
 
 
 def validate(config: Mapping[str, Any]) -> dict[str, Any]:

@@ -4,7 +4,10 @@ Kinds: ``encoder``, ``memory``, ``update_rule``, ``decoder``, ``scorer``, ``data
 ``command`` (a ``memad`` subcommand: a function that adds its arguments to an argparse parser
 and returns the handler; its docstring's first line is the help).
 Built-in components live in ``memad_plugins`` and are loaded through the same
-entry-point group and hook as a third-party package. Scripts register in code:
+entry-point group and hook as a third-party package (memad's own entry points, from its
+installed metadata or, in a source checkout, its ``pyproject.toml``). A plugin that fails to
+import, misspells its hook or forgets ``@memad.hookimpl`` is recorded in ``failures`` (with its
+distribution), reported in one warning, and the others load. Scripts register in code:
 
 >>> import memad
 >>> @memad.register("scorer", "always_zero")
@@ -20,9 +23,12 @@ Environment variables: ``MEMAD_DISABLE_PLUGINS=a,b`` skips those entry points;
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import importlib.metadata as metadata
+import importlib.util
 import os
+import sys
 import threading
 import warnings
 from dataclasses import dataclass
@@ -37,17 +43,8 @@ from .errors import ConfigError, unknown_name_message
 
 KINDS = ("encoder", "memory", "update_rule", "decoder", "scorer", "dataset", "preset", "command")
 ENTRY_POINT_GROUP = "memad"
-#: The built-in plugin modules, registered from memad's own entry points when installed.
-BUILTIN_PLUGINS = {
-    "mnad": "memad_plugins.mnad",
-    "update_rules": "memad_plugins.update_rules",
-    "scorers": "memad_plugins.scorers",
-    "baselines": "memad_plugins.baselines",
-    "datasets": "memad_plugins.datasets",
-    "memae": "memad_plugins.memae",
-    "timm_backbone": "memad_plugins.timm_backbone",
-    "commands": "memad.cli.builtin",
-}
+#: The distribution memad itself is installed as (its entry points are the built-in plugins).
+DISTRIBUTION = "memad"
 
 
 @dataclass(frozen=True)
@@ -155,36 +152,86 @@ def _dist_label(ep: metadata.EntryPoint) -> str:
     return f"{dist.name} {dist.version}" if dist is not None else "unknown distribution"
 
 
+def _entry_points() -> list[tuple[str, str, str]]:
+    """``(name, module, source)`` of every plugin: the ``memad`` entry points of the installed distributions,
+    memad's own among them. In a source checkout that was never installed, memad's own come from the
+    same table, read from the checkout's ``pyproject.toml``: one list of built-ins, read one way."""
+    found = [(ep.name, ep.value, _dist_label(ep)) for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)]
+    if any(source.split()[0] == DISTRIBUTION for _, _, source in found):
+        return found
+    return found + _source_tree_entry_points()
+
+
+def _source_tree_entry_points() -> list[tuple[str, str, str]]:
+    root = Path(__file__).resolve().parents[1]
+    pyproject = root / "pyproject.toml"
+    if not pyproject.is_file():
+        return []
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+    project = tomllib.loads(pyproject.read_text())
+    table = project.get("project", {}).get("entry-points", {}).get(ENTRY_POINT_GROUP, {})
+    # The installed package names map to the checkout's folders as pyproject's package-dir says.
+    for package, folder in project.get("tool", {}).get("setuptools", {}).get("package-dir", {}).items():
+        if package not in sys.modules and importlib.util.find_spec(package) is None and (root / folder).is_dir():
+            spec = importlib.util.spec_from_file_location(package, root / folder / "__init__.py",
+                                                          submodule_search_locations=[str(root / folder)])
+            if spec is not None and spec.loader is not None:
+                module = importlib.util.module_from_spec(spec)
+                sys.modules[package] = module
+                spec.loader.exec_module(module)
+    version = project.get("project", {}).get("version", "")
+    return [(name, value, f"{DISTRIBUTION} {version} (source tree)".replace("  ", " "))
+            for name, value in table.items()]
+
+
+def _hook_problem(pm: pluggy.PluginManager, plugin: Any) -> str | None:
+    """What makes an imported plugin module unusable, before its hooks run: a hook of another name than
+    memad's (a misspelling), a hook function without ``@memad.hookimpl``, or no hook at all."""
+    marker = f"{hookspecs.PROJECT}_impl"
+    known = {name for name in dir(hookspecs) if name.startswith("memad_")}
+    for name in dir(plugin):
+        fn = getattr(plugin, name, None)
+        if not callable(fn) or not name.startswith("memad_"):
+            continue
+        if hasattr(fn, marker) and name not in known:
+            close = difflib.get_close_matches(name, sorted(known), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            return f"hook {name!r} is not a memad hook{hint} (hooks: {', '.join(sorted(known))})"
+        if name in known and not hasattr(fn, marker):
+            return f"{name} is not marked @memad.hookimpl, so memad would ignore it"
+    if not any(hasattr(getattr(plugin, n, None), marker) for n in dir(plugin)):
+        return f"implements no memad hook (expected a function decorated @memad.hookimpl: {', '.join(sorted(known))})"
+    return None
+
+
 def _load_into(registry: Registry) -> None:
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
     disabled = _env_list("MEMAD_DISABLE_PLUGINS") or set()
     allowed = _env_list("MEMAD_PLUGINS")
 
-    sources: dict[str, str] = {}
-    eps = list(metadata.entry_points(group=ENTRY_POINT_GROUP))
-    found_builtin = {ep.name for ep in eps if ep.value in BUILTIN_PLUGINS.values()}
-    candidates: list[tuple[str, str, Callable[[], Any]]] = [(ep.name, _dist_label(ep), ep.load) for ep in eps]
-    # Running from a source tree that was never installed: the entry points are absent,
-    # so load the built-ins directly rather than starting with an empty registry.
-    for name, module in BUILTIN_PLUGINS.items():
-        if name not in found_builtin:
-            candidates.append((name, "memad (source tree)", lambda m=module: importlib.import_module(m)))
+    def fail(name: str, source: str, error: str) -> None:
+        registry.failures.append(PluginFailure(name, source, error))
 
-    for name, source, load in candidates:
-        if name in disabled or (allowed is not None and name not in allowed):
-            continue
-        if pm.has_plugin(name):
+    sources: dict[str, str] = {}
+    for name, value, source in _entry_points():
+        if name in disabled or (allowed is not None and name not in allowed) or pm.has_plugin(name):
             continue
         try:
-            plugin = load()
-            pm.register(plugin, name=name)
+            plugin = importlib.import_module(value) if ":" not in value else \
+                getattr(importlib.import_module(value.split(":")[0]), value.split(":")[1])
         except Exception as exc:  # a broken plugin must not stop the others
-            registry.failures.append(PluginFailure(name, source, f"{type(exc).__name__}: {exc}"))
-            warnings.warn(f"memad plugin {name!r} from {source} failed to load: {exc}", stacklevel=3)
+            fail(name, source, f"{type(exc).__name__}: {exc}")
             continue
+        problem = _hook_problem(pm, plugin)
+        if problem is not None:
+            fail(name, source, problem)
+            continue
+        pm.register(plugin, name=name)
         sources[name] = source
-    pm.check_pending()
 
     # Each implementation is called on its own so that what it registers is stamped
     # with its distribution and one that raises is reported without stopping the rest.
@@ -194,12 +241,14 @@ def _load_into(registry: Registry) -> None:
         try:
             impl.function(registry=registry)
         except Exception as exc:
-            registry.failures.append(PluginFailure(name, sources.get(name, "?"), f"{type(exc).__name__}: {exc}"))
-            warnings.warn(f"memad plugin {name!r} failed while registering: {exc}", stacklevel=3)
+            fail(name, sources.get(name, "?"), f"{type(exc).__name__}: failed while registering: {exc}")
         else:
             registry.plugins.append((name, sources.get(name, "code")))
         finally:
             registry._source = "code"
+    if registry.failures:  # one warning for them all; `memad list` shows each
+        warnings.warn("; ".join(f"memad plugin {f.name!r} from {f.source} failed to load: {f.error}"
+                                for f in registry.failures) + " (the other plugins loaded)", stacklevel=3)
 
 
 _REGISTRY: Registry | None = None

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import memad
-from memad.model import training
+from memad import training
 from memad.errors import MemadError
 
 REPO = Path(__file__).resolve().parents[1]

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import memad
-from memad.model.checkpoint import FORMAT, VERSION, read_checkpoint
+from memad.checkpoint import FORMAT, VERSION, read_checkpoint
 
 from .conftest import tiny
 

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from memad.model.checkpoint import read_checkpoint
+from memad.checkpoint import read_checkpoint
 from memad.cli import main
 
 TINY_SET = ["--set", "data.image_size=32", "--set", "encoder.widths=[8,16,32,64]", "--set", "train.progress=false",

@@ -9,7 +9,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 import memad
-import memad.model.training
+import memad.training
 import memad.scoring.runner
 from memad.cli import main
 from memad.data.synthetic import SyntheticSpec, make_synthetic
@@ -34,7 +34,7 @@ class Calls:
 
     def __init__(self, monkeypatch, stop_seed=None, stop_epoch=None):
         self.train, self.score, self.epochs_logged = [], 0, []
-        real_train, real_score = memad.model.training.train, memad.scoring.runner.score_videos
+        real_train, real_score = memad.training.train, memad.scoring.runner.score_videos
 
         def train(det, data, **kw):
             self.train.append(det.config["train"]["seed"])
@@ -53,7 +53,7 @@ class Calls:
             self.score += 1
             return real_score(*a, **kw)
 
-        monkeypatch.setattr(memad.model.training, "train", train)
+        monkeypatch.setattr(memad.training, "train", train)
         monkeypatch.setattr(memad.scoring.runner, "score_videos", score)
 
 

@@ -27,7 +27,7 @@ from memad.data import VideoSet
 from memad.data.synthetic import SyntheticSpec, make_synthetic
 from memad.scoring.runner import score_videos
 from memad.data.clips import epoch_order as _epoch_order
-from memad.model.training import train, write_memory
+from memad.training import train, write_memory
 
 from .conftest import tiny
 

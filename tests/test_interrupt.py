@@ -16,8 +16,8 @@ import pytest
 import torch
 
 import memad
-from memad.model import checkpoint as ckmod
-from memad.model.checkpoint import atomic_save, read_checkpoint
+from memad import checkpoint as ckmod
+from memad.checkpoint import atomic_save, read_checkpoint
 
 from .conftest import tiny
 

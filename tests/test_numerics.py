@@ -13,7 +13,7 @@ import torch
 
 import memad
 from memad import DataError, Memory, MemoryOutput, NumericalError, Scorer
-from memad.model.checkpoint import read_checkpoint
+from memad.checkpoint import read_checkpoint
 from memad.data import VideoSet
 from memad.metrics import frame_metrics
 

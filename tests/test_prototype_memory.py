@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from memad.model.training import write_memory
+from memad.training import write_memory
 from memad_plugins.mnad.memory import PrototypeMemory
 from memad_plugins.update_rules.rules import MNADUpdate
 

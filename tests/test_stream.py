@@ -60,15 +60,21 @@ def test_stream_needs_a_calibration_and_says_how():
         next(det.stream([np.zeros((32, 32, 3), np.uint8)]))
 
 
-def test_frames_of_another_size_are_resized_with_one_warning_and_other_channels_refused(calibrated):
+def test_frames_of_another_size_are_resized_with_one_warning_and_grey_converted_as_files_are(calibrated):
     det, test = calibrated
     big = [np.full((48, 40, 3), 128, np.uint8)] * 6
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         out = list(det.stream(big))
     assert len(out) == 2 and len([w for w in caught if "resizing them to the model's 32x32" in str(w.message)]) == 1
-    with pytest.raises(memad.DataError, match="1 channels, the model expects data.channels=3"):
-        list(det.stream([np.zeros((32, 32, 1), np.uint8)] * 5))
+    # Grey frames for a colour model: converted as Pillow converts a grey image file (channels repeated), so
+    # they score as the same picture stored in 3 channels.
+    grey = [f[0].numpy()[:, :, None] for f in test.video(0).frames[:6]]
+    same = [np.repeat(g, 3, axis=2) for g in grey]
+    np.testing.assert_allclose([r.score for r in det.stream(grey)], [r.score for r in det.stream(same)])
+    with pytest.raises(memad.DataError, match="stream frame 0: expected an H x W or H x W x C array with C of 1, 3 "
+                                              "or 4, got shape \\(32, 32, 2\\)"):
+        list(det.stream([np.zeros((32, 32, 2), np.uint8)] * 5))
 
 
 def test_drop_policy_keeps_the_newest_frames_and_counts_the_rest():

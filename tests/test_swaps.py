@@ -10,7 +10,7 @@ import memad
 from memad.cli import main as cli_main
 from memad.config import make_config
 from memad.interfaces import normalise_per_group
-from memad.model.training import write_memory
+from memad.training import write_memory
 
 from .conftest import tiny
 
@@ -100,7 +100,9 @@ def test_memory_swap_to_memae():
     base = memad.build("mnad_pred", **tiny())
     swapped = memad.build("mnad_pred", **tiny(), memory="memae")
     assert type(swapped.memory).__name__ == "MemAEMemory"
-    assert swapped.config["memory"] == {"name": "memae"}  # a fresh section: mnad's items/compactness dropped
+    # A fresh section, complete with memae's own defaults: mnad's compactness, gate... dropped.
+    assert swapped.config["memory"] == {"name": "memae", "items": 2000, "shrink": 0.0025, "entropy": 0.0002,
+                                        "addressing": "dot"}
     assert swapped.memory.items.shape == (2000, 64) and swapped.memory.shrink == 0.0025
     # 2000 items on this small untrained bottleneck: weights near 1/2000, all under the threshold
     with pytest.warns(RuntimeWarning, match="every addressing weight is below memory.shrink"):
@@ -116,7 +118,7 @@ def test_memory_swap_to_memae():
 
 def test_encoder_swap_to_timm_by_name():
     config = make_config("mnad_pred", {"encoder": "timm", "encoder.model": "convnext_atto", "data.image_size": 32})
-    assert config["encoder"] == {"name": "timm", "model": "convnext_atto"}  # mnad_unet's widths dropped
+    assert config["encoder"]["model"] == "convnext_atto" and "widths" not in config["encoder"]  # mnad_unet's dropped
     det = memad.build("mnad_pred", **{"encoder": "timm", "data.image_size": 32})
     assert det.encoder.channels == [64, 64, 128, 256, 512]  # timm's resnet18 default
     assert det.memory.items.shape == (10, 512)
@@ -140,7 +142,8 @@ def test_scorer_swap_changes_scores():
 
 
 @pytest.mark.parametrize("line, section, expected", [
-    ("memory.update=ema", "memory", {"update": {"name": "ema"}, "items": 10}),
+    # A section is complete with the component's defaults (ema's momentum 0.99, the config's default).
+    ("memory.update=ema", "memory", {"update": {"name": "ema", "momentum": 0.99}, "items": 10}),
     ("memory.update.normalise=all", "memory", {"update": {"name": "mnad", "normalise": "all"}}),
     ("scorer=regularity", "scorer", {"name": "regularity"}),
     ("memory=none", "memory", {"name": "none"}),

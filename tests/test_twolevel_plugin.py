@@ -247,7 +247,9 @@ def test_both_levels_reads_reach_the_decoder(twolevel_installed):
 
 
 def test_scorer_names_the_signal_a_model_lacks(twolevel_installed):
-    # memad's `mnad` memory reports `distance` but no `skip_distance`: the scorer's `requires` is checked
-    det = memad.build("mnad_pred", **TINY, scorer="twolevel")
-    with pytest.raises(memad.DataError, match="scorer 'twolevel' needs the per-frame signal\\(s\\) skip_distance"):
-        det.score("synthetic")
+    # memad's `mnad` memory reports `distance` but no `skip_distance`: the scorer's `requires` is checked when the
+    # detector is built, before any training, naming the scorer's distribution and the signals the model has.
+    with pytest.raises(memad.ConfigError, match="scorer 'twolevel' \\(memad-twolevel-memory 0.1.0\\) requires "
+                                                "signal\\(s\\) 'skip_distance', which no part of this model produces "
+                                                "\\(it has distance, mse, psnr\\)"):
+        memad.build("mnad_pred", **TINY, scorer="twolevel")

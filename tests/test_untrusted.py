@@ -19,7 +19,7 @@ import torch
 
 import memad
 from memad import CheckpointError, ConfigError
-from memad.model.checkpoint import FORMAT, VERSION, read_checkpoint
+from memad.checkpoint import FORMAT, VERSION, read_checkpoint
 from memad.cli import main as cli_main
 from memad.config import parse_assignment
 from memad.registry import Registry

@@ -80,7 +80,7 @@ def _load_for_detect(args: argparse.Namespace):
     if engine == "torch":
         if exported:
             raise ConfigError(f"{args.checkpoint}: an exported model runs with --engine onnxruntime or torchscript")
-        from ..model.detector import load
+        from ..detector import load
 
         return load(args.checkpoint, overrides=overrides(args)), engine
     if not exported:
@@ -109,7 +109,7 @@ def setup_export(p: argparse.ArgumentParser) -> Handler:
     def run(args: argparse.Namespace) -> int:
         from pathlib import Path
 
-        from ..model.detector import load
+        from ..detector import load
         from ..scoring.export import export
 
         det = load(args.checkpoint, overrides=overrides(args))

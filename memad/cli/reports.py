@@ -60,7 +60,7 @@ def setup_maps(p: argparse.ArgumentParser) -> Handler:
 
     def run(args: argparse.Namespace) -> int:
         from ..errors import ConfigError
-        from ..model.detector import load
+        from ..detector import load
         from ..reports.maps import write_maps
 
         if args.top < 1:

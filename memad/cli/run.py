@@ -80,8 +80,9 @@ def setup_train(p: argparse.ArgumentParser) -> Handler:
     def run(args: argparse.Namespace) -> int:
         from ..data import VideoSet, open_split
         from ..distributed import is_main
-        from ..model.detector import build
-        from ..model.training import CHECKPOINT_NAME, train
+        from ..detector import build
+        from ..checkpoint import update_checkpoint
+        from ..training import CHECKPOINT_NAME
 
         det = build(args.preset, **overrides(args))
         out = Path(args.out or Path("runs") / det.config["name"])
@@ -91,7 +92,7 @@ def setup_train(p: argparse.ArgumentParser) -> Handler:
         if is_main():  # under torchrun: rank 0 speaks for all
             print(f"memad: training {det.config['name']} ({counts['total']:,} parameters) on {args.data} -> {out}",
                   file=sys.stderr)
-        summary = train(det, args.data, out=out, resume=not args.no_resume)
+        summary = det.fit(args.data, out=out, resume=not args.no_resume).fit_summary_
         last = det.history_[-1] if det.history_ else {}
         if is_main():
             where = summary["device"] if summary["processes"] == 1 else f"{summary['processes']} processes"
@@ -101,7 +102,7 @@ def setup_train(p: argparse.ArgumentParser) -> Handler:
         if not args.no_calibrate:
             det.calibrate(args.data, false_alarm_rate=args.false_alarm_rate, videos=args.videos)
             if is_main():
-                _store_calibration(det, out / CHECKPOINT_NAME)
+                update_checkpoint(out / CHECKPOINT_NAME, calibration=det.calibration_, threshold=det.threshold_)
                 _print_calibration(det.calibration_, out / CHECKPOINT_NAME)
         if args.eval:
             test_data = test_set if isinstance(test_set, VideoSet) else args.data
@@ -109,15 +110,6 @@ def setup_train(p: argparse.ArgumentParser) -> Handler:
         return 0
 
     return run
-
-
-def _store_calibration(det, path: Path) -> None:
-    """Put the calibration and threshold into a training checkpoint (its optimiser state kept for resuming)."""
-    from ..model.checkpoint import atomic_save, read_checkpoint
-
-    data = read_checkpoint(path)
-    data.update(calibration=det.calibration_, threshold=det.threshold_)
-    atomic_save(data, path)
 
 
 def setup_eval(p: argparse.ArgumentParser) -> Handler:
@@ -130,7 +122,7 @@ def setup_eval(p: argparse.ArgumentParser) -> Handler:
     add_set(p)
 
     def run(args: argparse.Namespace) -> int:
-        from ..model.detector import load
+        from ..detector import load
 
         det = load(args.checkpoint, overrides=overrides(args))
         return report(det.evaluate(args.data, labels=args.labels), args.json)
@@ -149,15 +141,14 @@ def setup_calibrate(p: argparse.ArgumentParser) -> Handler:
     add_set(p)
 
     def run(args: argparse.Namespace) -> int:
-        from ..model.checkpoint import atomic_save, read_checkpoint
-        from ..model.detector import load
+        from ..checkpoint import update_checkpoint
+        from ..detector import load
 
         det = load(args.checkpoint, overrides=overrides(args))
         det.calibrate(args.data, false_alarm_rate=args.false_alarm_rate, videos=args.videos)
         target = Path(args.out or args.checkpoint)
-        data = read_checkpoint(args.checkpoint)
-        data.update(config=det.config, calibration=det.calibration_, threshold=det.threshold_)
-        atomic_save(data, target)
+        update_checkpoint(args.checkpoint, target, config=det.config, calibration=det.calibration_,
+                          threshold=det.threshold_)
         if args.json:
             print_json(det.calibration_)
         _print_calibration(det.calibration_, target)

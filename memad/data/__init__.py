@@ -19,7 +19,8 @@ from .layout import is_video_folder, standard_split, video_file_split, video_fol
 from .loading import load_frame_folder, load_split, load_split_for
 from .sources import SplitSource, VideoEntry
 from .video_files import VIDEO_SUFFIXES, open_video
-from .videos import VideoSet, gather_clips, to_float
+from ..frames import to_float
+from .videos import VideoSet, gather_clips
 
 __all__ = ["VideoSet", "ImageSet", "SplitSource", "VideoEntry", "open_split", "SplitCache", "gather_clips",
            "to_float", "describe_spec", "load_split", "open_video", "ClipBatches", "epoch_order", "video_frames",

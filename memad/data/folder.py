@@ -1,7 +1,7 @@
 """Frames and masks as image files: reading, converting and resizing one image.
 
-Every source of frames (frame folders, video files, the benchmark datasets) goes through
-:func:`to_frame`, so a video and a folder of its frames as images give the same input.
+Every image is converted by the frame door (:func:`memad.frames.from_image`), as decoded video
+frames are, so a video and a folder of its frames as images give the same input.
 The dataset layouts built on top live in :mod:`memad.data.layout`.
 """
 
@@ -14,19 +14,11 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import DataError
+from ..frames import from_image
 
 FRAME_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
 MASK_SUFFIXES = (".png", ".bmp", ".jpg", ".tif")
 SPLITS = ("training", "testing")
-
-
-def to_frame(img: Image.Image, size_hw: tuple[int, int], channels: int) -> np.ndarray:
-    """``img`` converted to grey (``L``) or ``RGB`` and resized bilinearly: ``(C, H, W)`` uint8."""
-    img = img.convert("L" if channels == 1 else "RGB")
-    if img.size != (size_hw[1], size_hw[0]):
-        img = img.resize((size_hw[1], size_hw[0]), Image.BILINEAR)
-    arr = np.asarray(img, dtype=np.uint8)
-    return arr[None] if channels == 1 else arr.transpose(2, 0, 1)
 
 
 def _read_frame(path: Path, size_hw: tuple[int, int], channels: int) -> tuple[np.ndarray, tuple[int, int]]:
@@ -34,7 +26,7 @@ def _read_frame(path: Path, size_hw: tuple[int, int], channels: int) -> tuple[np
     try:
         with Image.open(path) as img:
             img.load()
-            return to_frame(img, size_hw, channels), img.size
+            return from_image(img, size_hw, channels), img.size
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DataError(f"{path}: cannot read image ({exc})") from exc
 

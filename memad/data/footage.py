@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import DataError
+from ..frames import from_image
 from .folder import FRAME_SUFFIXES, numbered_files
 from .video_files import VIDEO_SUFFIXES, open_video
 
@@ -83,10 +84,12 @@ def _frame_folder(folder: Path, channels: int) -> Footage:
         for path in files:
             try:
                 with Image.open(path) as img:
-                    arr = np.asarray(img.convert("L" if channels == 1 else "RGB"), dtype=np.uint8)
+                    img.load()
+                    # At its own size: the detector's frame door resizes, with its one warning.
+                    arr = from_image(img, (img.height, img.width), channels)
             except (UnidentifiedImageError, OSError, SyntaxError) as exc:
                 raise DataError(f"{path}: cannot read image ({exc})") from exc
-            yield arr[:, :, None] if channels == 1 else arr
+            yield arr.transpose(1, 2, 0)
 
     return Footage(folder.name, str(folder), False, None, len(files), frames)
 

@@ -2,8 +2,8 @@
 
 Frames come out in presentation order, every one of them (the count is what was decoded,
 not what the container claims), converted and resized exactly as image frames are
-(:func:`memad.data.folder.to_frame`: Pillow's ``L``/``RGB`` conversion, then a bilinear
-resize), so a video and a folder of its frames as JPEGs give near-identical input.
+(the frame door, :func:`memad.frames.from_image`: Pillow's ``L``/``RGB`` conversion, then a
+bilinear resize), so a video and a folder of its frames as JPEGs give near-identical input.
 
 >>> import tempfile, numpy as np
 >>> path = Path(tempfile.mkdtemp()) / "clip.avi"
@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import DataError
-from .folder import to_frame
+from ..frames import from_image
 
 __all__ = ["VIDEO_SUFFIXES", "is_video_file", "VideoStream", "open_video", "decode_video", "VideoWriter", "write_video"]
 
@@ -122,7 +122,7 @@ class VideoStream:
                     yield rgb
                 else:
                     size = self.size_hw or (self.height, self.width)
-                    out = to_frame(Image.fromarray(rgb, "RGB"), size, self.channels)
+                    out = from_image(Image.fromarray(rgb, "RGB"), size, self.channels)
                     yield out.transpose(1, 2, 0)
                 index += 1
         except av.FFmpegError as exc:

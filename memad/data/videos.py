@@ -3,7 +3,7 @@
 Frames are decoded and resized once, kept as ``uint8`` ``(N, C, H, W)``: in memory (on the
 GPU when training there), or backed by the on-disk frame cache (:mod:`memad.data.cache`)
 for splits larger than ``data.memory_budget_gb``. They are turned into float batches in
-[-1, 1] only when a batch is drawn.
+[-1, 1] only when a batch is drawn (:func:`memad.frames.to_float`).
 """
 
 from __future__ import annotations
@@ -89,6 +89,17 @@ class VideoSet:
     def channels(self) -> int:
         return int(self.frames.shape[1])
 
+    def check_shape(self, channels: int, size_hw: tuple[int, int]) -> None:
+        """Refuse frames whose channels or size differ from the model's (folders and files are converted
+        on load; a VideoSet given directly is not)."""
+        if self.channels != channels:
+            raise DataError(f"{self.source}: frames have {self.channels} channels, the config expects "
+                            f"data.channels={channels}")
+        hw = tuple(self.frames.shape[2:])
+        if hw != tuple(size_hw):
+            raise DataError(f"{self.source}: frames are {hw[0]}x{hw[1]} (height x width), the config expects "
+                            f"data.image_size={list(size_hw)}")
+
     def __len__(self) -> int:
         return int(self.frames.shape[0])
 
@@ -122,11 +133,6 @@ class VideoSet:
         return VideoSet(self.frames if stays else self.frames.to(device), self.names, self.lengths, self.labels,
                         self.masks, self.source, self.frame_files, fps=self.fps, video_paths=self.video_paths,
                         store=self.store if stays else None)
-
-
-def to_float(frames: Tensor) -> Tensor:
-    """uint8 frames to float in [-1, 1] (``x / 127.5 - 1`` as the official code)."""
-    return frames.float().div_(127.5).sub_(1.0)
 
 
 def gather_clips(frames: Tensor, starts: Tensor, clip_length: int) -> Tensor:

@@ -33,8 +33,8 @@ from ..config import make_config
 from ..data import SplitCache
 from ..errors import ConfigError
 from ..fileio import config_difference, write_json_atomic
-from ..model import training
-from ..model.checkpoint import atomic_save, read_checkpoint
+from ..checkpoint import update_checkpoint
+from ..training import CHECKPOINT_NAME
 from .compare_report import (
     Comparison,
     RunResult,
@@ -56,7 +56,7 @@ def _epoch_seconds(path: Path) -> dict[int, float]:
 
 def _train_and_evaluate(config: dict[str, Any], run_dir: Path, splits: SplitCache, false_alarm_rate: float) \
         -> dict[str, Any]:
-    from ..model.detector import build
+    from ..detector import build
 
     run_dir.mkdir(parents=True, exist_ok=True)
     det = build(config)
@@ -70,7 +70,7 @@ def _train_and_evaluate(config: dict[str, Any], run_dir: Path, splits: SplitCach
         last[0] = record["seconds"]
         write_json_atomic(times_path, epoch_seconds)
 
-    training.train(det, splits.get("training", config), out=run_dir, resume=True, log=log)
+    det.fit(splits.get("training", config), out=run_dir, resume=True, log=log)
     epochs = config["train"]["epochs"]
     train_seconds = sum(_epoch_seconds(times_path).get(e, 0.0) for e in range(1, epochs + 1))
 
@@ -83,10 +83,7 @@ def _train_and_evaluate(config: dict[str, Any], run_dir: Path, splits: SplitCach
                    params=det.count_parameters()["total"], train_seconds=train_seconds, epochs=epochs)
     save_run_scores(run_dir / "scores.npz", scores)
     # The finished checkpoint also carries the calibration (optimiser state kept for resuming).
-    ckpt_path = run_dir / training.CHECKPOINT_NAME
-    ckpt = read_checkpoint(ckpt_path)
-    ckpt.update(calibration=det.calibration_, threshold=det.threshold_)
-    atomic_save(ckpt, ckpt_path)
+    update_checkpoint(run_dir / CHECKPOINT_NAME, calibration=det.calibration_, threshold=det.threshold_)
     return metrics
 
 

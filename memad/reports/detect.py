@@ -35,6 +35,8 @@ from ..data.footage import Footage, resolve_footage
 from ..errors import ConfigError
 from ..fileio import write_json_atomic, write_text_atomic
 from ..scoring.calibration import require_calibration
+from ..scoring.step import StepModel
+from ..scoring.stream import stream
 from .events import EventTracker
 from .html_report import ReportBuilder
 from .overlay import overlay_heatmap
@@ -132,13 +134,13 @@ def _tap(frames: Iterator[np.ndarray], keep: int, recent: collections.OrderedDic
         yield frame
 
 
-def run_footage(detector, footage: Footage, folder: Path, options: DetectOptions, engine: str = "torch",
+def run_footage(model: StepModel, footage: Footage, folder: Path, options: DetectOptions, engine: str = "torch",
                 echo: Callable[[str], None] = print, progress: bool = True) -> dict[str, Any]:
     """Detect on one video (see the module docstring); returns its summary."""
     from .annotated_video import AnnotatedVideoWriter
 
-    cal = require_calibration(detector, "memad detect")
-    threshold = float(detector.threshold_ if detector.threshold_ is not None else cal["threshold"])
+    cal = require_calibration(model, "memad detect")
+    threshold = float(model.threshold_ if model.threshold_ is not None else cal["threshold"])
     folder.mkdir(parents=True, exist_ok=True)
     fps = footage.fps or 25.0
     policy = options.policy or ("drop" if footage.live else "block")
@@ -146,8 +148,8 @@ def run_footage(detector, footage: Footage, folder: Path, options: DetectOptions
                            min_frames=options.min_frames, merge_gap=options.merge_gap)
     recent: collections.OrderedDict = collections.OrderedDict()
     # Frames are remembered a while after they are read: under the drop policy the reader runs ahead.
-    frames = _tap(footage.frames(), detector.clip_length + 64, recent)
-    results = detector.stream(frames, policy=policy, maps=True)  # a checkpoint, or an exported model (its engine)
+    frames = _tap(footage.frames(), model.clip_length + 64, recent)
+    results = stream(model, frames, policy=policy, maps=True)  # a checkpoint, or an exported model (its engine)
     # Heat colours mean the same error on every frame: full heat at 10x the normal frames' mean error.
     vmax = 10 * float(cal["signals"].get("mse", [0.0, 0.005])[1])
     rows = video = None
@@ -217,16 +219,16 @@ def _describe(event: dict[str, Any]) -> str:
             f"{event['end_seconds']:.1f} s), peak {event['peak_score']:.3f} at frame {event['peak_frame']}")
 
 
-def detect(detector, source: str, out: str | Path, *, options: DetectOptions | None = None, overwrite: bool = False,
+def detect(model: StepModel, source: str, out: str | Path, *, options: DetectOptions | None = None, overwrite: bool = False,
            engine: str = "torch", checkpoint: str | None = None, echo: Callable[[str], None] = print,
            progress: bool = True) -> dict[str, Any]:
-    """Run ``detector`` (calibrated) over ``source`` and write the outputs under ``out``; returns the summary.
+    """Run ``model`` (a calibrated detector or exported model) over ``source`` and write the outputs under ``out``; returns the summary.
 
     One video writes into ``out``; a folder of videos into ``out/<video>/`` each.
     """
     options = options or DetectOptions()
-    require_calibration(detector, "memad detect")
-    footage = resolve_footage(source, channels=detector.config["data"]["channels"], timeout=options.timeout)
+    require_calibration(model, "memad detect")
+    footage = resolve_footage(source, channels=model.config["data"]["channels"], timeout=options.timeout)
     out = Path(out)
     run = {"input": str(source), "checkpoint": checkpoint, "engine": engine,
            "videos": [f.name for f in footage], "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
@@ -234,7 +236,7 @@ def detect(detector, source: str, out: str | Path, *, options: DetectOptions | N
     summaries = []
     for f in footage:
         folder = out if len(footage) == 1 else out / f.name
-        summaries.append(run_footage(detector, f, folder, options, engine=engine, echo=echo, progress=progress))
+        summaries.append(run_footage(model, f, folder, options, engine=engine, echo=echo, progress=progress))
     total = {**run, "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "summaries": summaries}
     write_json_atomic(out / MANIFEST, total)
     return total

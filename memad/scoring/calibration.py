@@ -28,7 +28,10 @@ import numpy as np
 
 from ..data import open_split
 from ..errors import ConfigError, DataError
-from ..interfaces import FrameStats
+from ..interfaces import FrameStats, Scorer
+from .runner import video_signals
+from .step import StepModel, TorchModel
+from .threshold import conformal_threshold
 
 __all__ = ["calibrate", "fit_ranges", "cross_validated_false_alarms", "require_calibration"]
 
@@ -50,15 +53,13 @@ def fit_ranges(stats: FrameStats, quantiles: tuple[float, float] = (0.01, 0.99))
     return out
 
 
-def _fit(stats: FrameStats, scorer, false_alarm_rate: float, quantiles: tuple[float, float]):
-    from .threshold import conformal_threshold
-
+def _fit(stats: FrameStats, scorer: Scorer, false_alarm_rate: float, quantiles: tuple[float, float]):
     ranges = fit_ranges(stats, quantiles)
     scores = np.asarray(scorer(stats.with_calibration(ranges)), dtype=np.float64)
     return ranges, conformal_threshold(scores, false_alarm_rate), scores
 
 
-def cross_validated_false_alarms(stats: FrameStats, scorer, false_alarm_rate: float,
+def cross_validated_false_alarms(stats: FrameStats, scorer: Scorer, false_alarm_rate: float,
                                  quantiles: tuple[float, float] = (0.01, 0.99), folds: int = 8) -> float | None:
     """The fraction of frames flagged when each group of videos is scored with ranges and a threshold
     fitted on the other videos (at most ``folds`` groups, one video each when there are few); None
@@ -78,37 +79,28 @@ def cross_validated_false_alarms(stats: FrameStats, scorer, false_alarm_rate: fl
     return flagged / len(stats)
 
 
-def calibrate(detector, data: Any, *, false_alarm_rate: float = 0.01, videos: Sequence[str] | None = None,
-              quantiles: tuple[float, float] = (0.01, 0.99)) -> dict[str, Any]:
-    """Fit ``detector.calibration_`` and ``detector.threshold_`` on normal videos of the ``training`` split
-    of ``data`` (see the module docstring); returns the calibration."""
-    from .runner import score_videos
-
+def calibrate(model: TorchModel, data: Any, *, false_alarm_rate: float = 0.01, videos: Sequence[str] | None = None,
+              quantiles: tuple[float, float] = (0.01, 0.99), holdout_videos: Sequence[str] = ()) -> dict[str, Any]:
+    """The calibration of ``model`` on normal videos of the ``training`` split of ``data`` (see the module
+    docstring): its ``signals`` ranges and ``threshold``. ``holdout_videos`` are the videos kept out of
+    training, used when ``videos`` is not given and ``data`` holds them."""
     if isinstance(false_alarm_rate, bool) or not 0.0 < false_alarm_rate < 1.0:
         raise ConfigError(f"false_alarm_rate: expected a fraction in (0, 1), got {false_alarm_rate!r}")
-    split = open_split(data, "training", detector.config)
-    chosen, why = _calibration_videos(detector, split, videos)
-    saved = detector.calibration_
-    detector.calibration_ = None  # the uncalibrated signals are what is fitted
-    try:
-        stats = score_videos(detector, split, only=chosen).stats
-    finally:
-        detector.calibration_ = saved
+    split = open_split(data, "training", model.config)
+    chosen, why = _calibration_videos(model.config["name"], split, videos, holdout_videos)
+    stats = video_signals(model.network, split, only=chosen).stats  # the uncalibrated signals are what is fitted
     if len(stats) == 0:
         raise DataError(f"{split.source}: no scored normal frames to calibrate on")
-    ranges, threshold, scores = _fit(stats, detector.scorer, false_alarm_rate, quantiles)
-    result: dict[str, Any] = {
+    ranges, threshold, scores = _fit(stats, model.scorer, false_alarm_rate, quantiles)
+    return {
         "signals": ranges, "quantiles": list(quantiles), "false_alarm_rate": float(false_alarm_rate),
         "threshold": threshold, "frames": int(len(stats)), "fit_false_alarm_rate": float((scores >= threshold).mean()),
         "videos": [split.names[i] for i in chosen], "videos_from": why, "source": str(split.source),
-        "check_false_alarm_rate": cross_validated_false_alarms(stats, detector.scorer, false_alarm_rate, quantiles),
+        "check_false_alarm_rate": cross_validated_false_alarms(stats, model.scorer, false_alarm_rate, quantiles),
     }
-    detector.calibration_ = result
-    detector.threshold_ = threshold
-    return result
 
 
-def _calibration_videos(detector, split, names: Sequence[str] | None) -> tuple[list[int], str]:
+def _calibration_videos(name: str, split, names: Sequence[str] | None, held: Sequence[str]) -> tuple[list[int], str]:
     """The video indices to calibrate on, and which they are: named, held out of training, or all."""
     index = {n: i for i, n in enumerate(split.names)}
     if names is not None:
@@ -117,21 +109,21 @@ def _calibration_videos(detector, split, names: Sequence[str] | None) -> tuple[l
             raise DataError(f"{split.source}: no video named {missing[0]!r} to calibrate on (videos: "
                             f"{', '.join(split.names[:10])}{'...' if len(split.names) > 10 else ''})")
         return sorted(index[n] for n in names), "named"
-    held = list(getattr(detector, "holdout_videos_", None) or [])
+    held = list(held)
     if held and all(n in index for n in held):
         return sorted(index[n] for n in held), "held out of training"
     if held:
         return list(range(len(split.names))), "all (the videos held out of training are not in this data)"
-    warnings.warn(f"{detector.config['name']}: calibrating on {split.source}, whose videos the model may have "
+    warnings.warn(f"{name}: calibrating on {split.source}, whose videos the model may have "
                   f"trained on (train.holdout was 0): expect more false alarms on new footage than the rate asked "
                   f"for; train with train.holdout > 0, or calibrate on normal footage the model has not seen",
                   stacklevel=3)
     return list(range(len(split.names))), "all"
 
 
-def require_calibration(detector, what: str = "calibrated scores") -> dict[str, Any]:
-    """``detector.calibration_``, or an error that says how to calibrate."""
-    if detector.calibration_ is None:
-        raise ConfigError(f"{detector.config['name']} is not calibrated, which {what} needs: run `memad calibrate "
+def require_calibration(model: StepModel, what: str = "calibrated scores") -> dict[str, Any]:
+    """``model.calibration_``, or an error that says how to calibrate."""
+    if model.calibration_ is None:
+        raise ConfigError(f"{model.config['name']} is not calibrated, which {what} needs: run `memad calibrate "
                           f"CHECKPOINT --data DATA` (or Detector.calibrate(data)) on normal footage")
-    return detector.calibration_
+    return model.calibration_

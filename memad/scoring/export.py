@@ -5,8 +5,10 @@ memory's state (its buffers: MNAD's items...) in; the per-frame signals, the err
 memory's state *after* its test-time write out. The state is an explicit input and output, so
 the test-time update survives export: the engine hands each step's new state to the next. The
 config, the calibration, the threshold and the initial state travel inside the file (ONNX
-metadata, TorchScript extra files), so a deployment needs nothing else; the scorer is rebuilt
-from the config and scores the signals exactly as :mod:`memad.scoring.stream` does.
+metadata, TorchScript extra files), so a deployment needs nothing else. The exported module runs
+the same step function as offline scoring and streaming (:func:`memad.scoring.step.step_signals`),
+and an exported model is streamed by the same :func:`memad.scoring.stream.stream`, its scorer
+rebuilt from the config.
 
 The export is refused unless its calibrated scores on a check sequence agree with PyTorch's
 (largest absolute difference at most ``atol``, 1e-4); the sequence and its expected scores are
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import copy
 import io
 import json
 import warnings
@@ -26,13 +29,15 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..data import open_split
 from ..errors import CheckpointError, ConfigError, DataError
-from ..interfaces import to_unit_range
+from ..frames import to_float
+from ..network import Network, build_scorer
 from .calibration import require_calibration
-from .runner import default_map_hw
+from .step import TorchModel, TorchStepModel, default_map_hw, step_signals, writes_at_test
+from .stream import stream
 
 __all__ = ["export", "load_exported", "ExportedModel", "FORMATS", "ENGINES"]
 
@@ -43,29 +48,23 @@ TAG = "memad-export"
 
 
 class StepModule(nn.Module):
-    """The per-frame step as a module of tensors only (see the module docstring)."""
+    """The per-frame step as a module of tensors only (see the module docstring): the same step function
+    offline scoring and streaming run (:func:`memad.scoring.step.step_signals`)."""
 
-    def __init__(self, detector, map_hw: tuple[int, int]):
+    def __init__(self, network: Network, map_hw: tuple[int, int]):
         super().__init__()
-        self.detector, self.map_hw = detector, map_hw
-        self.state_names = [name for name, _ in detector.memory.named_buffers()]
+        self.network, self.map_hw = network, map_hw
+        self.state_names = [name for name, _ in network.memory.named_buffers()]
         self.signal_names: list[str] = []
 
     def forward(self, clip: Tensor, *state: Tensor) -> tuple[Tensor, ...]:
-        det, memory = self.detector, self.detector.memory
+        memory = self.network.memory
         for name, value in zip(self.state_names, state):
             memory._buffers[name] = value  # the state comes in as an input, so tracing keeps its data flow
-        x, y = det.split_clip(clip.float() / 127.5 - 1.0)
-        out = det(x)
-        pred = out.output.float()
-        err = (to_unit_range(pred) - to_unit_range(y)).pow(2)
-        signals = {"mse": err.flatten(1).mean(1), **{k: v.float() for k, v in out.signals.items()},
-                   **{k: v.float() for k, v in det.decoder.target_signals(pred, y).items()}}
-        self.signal_names = list(signals)
-        if det.config["test"]["update"] and memory.writes:
-            memory.test_write(out.memory, pred, y)
-        error_map = F.adaptive_avg_pool2d(err.mean(1, keepdim=True), self.map_hw)[:, 0]
-        return (torch.stack(list(signals.values()), dim=1), error_map,
+        out = step_signals(self.network, to_float(clip), map_hw=self.map_hw, write=writes_at_test(self.network))
+        error_map = out.pop("map")
+        self.signal_names = list(out)
+        return (torch.stack(list(out.values()), dim=1), error_map,
                 *[memory._buffers[name] for name in self.state_names])
 
 
@@ -79,31 +78,25 @@ def _from_npy(text: str) -> np.ndarray:
     return np.load(io.BytesIO(base64.b64decode(text)), allow_pickle=False)
 
 
-def _check_frames(detector, data: Any, frames: int) -> np.ndarray:
+def _check_frames(config: dict[str, Any], data: Any, frames: int) -> np.ndarray:
     """``(N, C, H, W)`` uint8 frames to check an export on: the start of the first test video of ``data``,
     or of the generated ``synthetic`` test split."""
-    from ..data import open_split
-
-    videos = open_split(data if data is not None else "synthetic", "testing", detector.config)
+    videos = open_split(data if data is not None else "synthetic", "testing", config)
     return videos.frames[:min(frames, videos.lengths[0])].numpy()
 
 
 class ExportedModel:
     """An exported step with what scoring needs: ``config``, ``scorer``, ``calibration_``, ``threshold_``.
 
-    ``step(clip)`` runs one uint8 clip and carries the memory's state on; ``stream`` and
-    ``memad detect`` take it wherever they take a detector.
+    A :class:`~memad.scoring.step.StepModel`: ``stream`` and ``memad detect`` take it wherever they
+    take a detector. ``step(clip)`` runs one uint8 clip and carries the memory's state on.
     """
 
     def __init__(self, path: Path, meta: dict[str, Any], run):
-        from ..model.detector import _instantiate
-
         self.path, self.meta, self._run = path, meta, run
         self.config = meta["config"]
         self.calibration_, self.threshold_ = meta["calibration"], meta["threshold"]
-        data = self.config["data"]
-        ctx = {"task": self.config["task"], "frames": data["frames"]}
-        self.scorer = _instantiate("scorer", self.config["scorer"], ctx)
+        self.scorer = build_scorer(self.config)
         self.clip_length, self.score_offset = meta["clip_length"], meta["score_offset"]
         self.initial = [_from_npy(s) for s in meta["state"]]
         self.state = list(self.initial)
@@ -118,28 +111,29 @@ class ExportedModel:
         signals, error_map, self.state = np.asarray(outs[0]), np.asarray(outs[1]), [np.asarray(o) for o in outs[2:]]
         return {**{n: signals[:, i] for i, n in enumerate(self.meta["signals"])}, "map": error_map}
 
-    def make_step(self, maps: bool):
-        """What :func:`memad.scoring.stream.stream` calls per clip (the state restarts with each stream)."""
+    def make_step(self, maps: bool, device: torch.device | None = None) -> "_ExportedStep":
+        """The per-clip step :func:`memad.scoring.stream.stream` calls (the state restarts with each stream;
+        the engine runs where it was loaded, whatever ``device`` says)."""
         self.reset()
-        model = self
-
-        class _Step:
-            def __call__(self, clip: Tensor) -> dict[str, np.ndarray]:
-                return model.step(clip)
-
-            def close(self) -> None:
-                model.reset()
-
-        return _Step()
+        return _ExportedStep(self)
 
     def stream(self, frames: Iterable[Any], **options: Any) -> Iterator[Any]:
-        from .stream import stream
-
         return stream(self, frames, **options)
 
     def scores(self, frames: np.ndarray) -> np.ndarray:
         """Calibrated scores of ``frames`` ``(N, C, H, W)`` uint8, streamed from the initial state."""
         return np.array([r.score for r in self.stream(list(torch.from_numpy(np.asarray(frames))))])
+
+
+class _ExportedStep:
+    def __init__(self, model: ExportedModel):
+        self.model = model
+
+    def __call__(self, clip: Tensor) -> dict[str, np.ndarray]:
+        return self.model.step(clip)
+
+    def close(self) -> None:
+        self.model.reset()
 
 
 def _check(model: ExportedModel, frames: np.ndarray, expected: np.ndarray, atol: float, what: str) -> float:
@@ -213,34 +207,33 @@ def load_exported(path: str | Path) -> ExportedModel:
     return model
 
 
-def export(detector, path: str | Path, fmt: str = "onnx", *, data: Any = None, frames: int = 24,
+def export(model: TorchModel, path: str | Path, fmt: str = "onnx", *, data: Any = None, frames: int = 24,
            atol: float = 1e-4) -> dict[str, Any]:
-    """Export ``detector``'s per-frame step to ``path`` (``fmt``: onnx or torchscript); returns a report
+    """Export ``model``'s per-frame step to ``path`` (``fmt``: onnx or torchscript); returns a report
     with the largest absolute score difference from PyTorch on the check sequence (the file is
     removed, and an error raised, when it exceeds ``atol``)."""
-    import copy
-
     if fmt not in FORMATS:
         raise ConfigError(f"--format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
-    cal = require_calibration(detector, "an export")
+    cal = require_calibration(model, "an export")
     path = Path(path)
-    check_frames = _check_frames(detector, data, frames)
-    if len(check_frames) <= detector.clip_length:
+    check_frames = _check_frames(model.config, data, frames)
+    if len(check_frames) <= model.clip_length:
         raise DataError(f"the check sequence has {len(check_frames)} frames; an export check needs more than one "
-                        f"clip ({detector.clip_length})")
-    twin = copy.deepcopy(detector).cpu().eval()  # tracing rebinds the memory's buffers: never the caller's
+                        f"clip ({model.clip_length})")
+    network = copy.deepcopy(model.network).cpu().eval()  # tracing rebinds the memory's buffers: never the caller's
     # The exported step computes in fp32 and the default layout: so must the PyTorch reference.
-    twin.config["test"].update(amp=False, channels_last=False)
-    reference = np.array([r.score for r in twin.stream(list(torch.from_numpy(check_frames)), device="cpu")])
-    step = StepModule(twin, default_map_hw(detector.config))
-    clip = torch.from_numpy(check_frames[:detector.clip_length][None].copy())
-    state = [b.detach().clone() for b in twin.memory.buffers()]
+    network.config["test"].update(amp=False, channels_last=False)
+    twin = TorchStepModel(network, model.scorer, cal, model.threshold_)
+    reference = np.array([r.score for r in stream(twin, list(torch.from_numpy(check_frames)), device="cpu")])
+    step = StepModule(network, default_map_hw(model.config))
+    clip = torch.from_numpy(check_frames[:model.clip_length][None].copy())
+    state = [b.detach().clone() for b in network.memory.buffers()]
     with torch.no_grad():
         step(clip, *[s.clone() for s in state])  # learns the signal names
-    meta = {"format": TAG, "version": 1, "config": detector.config, "calibration": cal,
-            "threshold": detector.threshold_, "signals": step.signal_names, "state_names": step.state_names,
-            "state": [_npy(s.numpy()) for s in state], "clip_length": detector.clip_length,
-            "score_offset": detector.score_offset,
+    meta = {"format": TAG, "version": 1, "config": model.config, "calibration": cal,
+            "threshold": model.threshold_, "signals": step.signal_names, "state_names": step.state_names,
+            "state": [_npy(s.numpy()) for s in state], "clip_length": model.clip_length,
+            "score_offset": model.score_offset,
             "check": {"frames": _npy(check_frames), "scores": reference.tolist(), "atol": atol}}
     text = json.dumps(meta, default=str)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -18,24 +18,21 @@ from __future__ import annotations
 import collections
 import threading
 import time
-import warnings
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Literal
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import Tensor
 
-from .. import distributed
 from ..config import image_hw
-from ..data.folder import to_frame
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError
+from ..frames import UNIT_RANGE, FloatRange, FrameReader
 from ..interfaces import FrameStats
 from .calibration import require_calibration
-from .runner import VideoScorer, default_map_hw, frames_as_uint8
+from .step import ClipStep, StepModel
 
-__all__ = ["FrameResult", "stream", "prepare_frame"]
+__all__ = ["FrameResult", "stream"]
 
 Policy = Literal["block", "drop"]
 
@@ -66,38 +63,6 @@ class FrameResult:
     dropped: int = 0
     policy: str = "block"
     error_map: np.ndarray | None = field(default=None, repr=False)
-
-
-def prepare_frame(frame: Any, config: dict[str, Any], *, warn: list[bool] | None = None) -> Tensor:
-    """One frame (``H x W x C`` or ``H x W`` array, or ``C x H x W`` tensor; uint8 or float in [-1, 1]) as a
-    uint8 ``(C, H, W)`` tensor of the config's size: another size is resized as the data loaders
-    resize (Pillow, bilinear; with one warning per ``warn`` list), another channel count is an error."""
-    want_c = config["data"]["channels"]
-    hw = image_hw(config)
-    if isinstance(frame, np.ndarray):
-        arr = frame if frame.ndim == 3 else frame[:, :, None] if frame.ndim == 2 else None
-        if arr is None:
-            raise DataError(f"stream frame: expected an H x W x C or H x W array, got shape {frame.shape}")
-        arr = arr if arr.flags.writeable else arr.copy()  # torch wants writable memory
-        t = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)
-    else:
-        t = torch.as_tensor(frame)
-        if t.dim() == 2:
-            t = t[None]
-        if t.dim() != 3:
-            raise DataError(f"stream frame: expected a (C, H, W) tensor, got shape {tuple(t.shape)}")
-    t = frames_as_uint8(t[None], what="stream frame")[0]
-    if t.shape[0] != want_c:
-        raise DataError(f"stream frame: {t.shape[0]} channels, the model expects data.channels={want_c}")
-    if tuple(t.shape[1:]) != hw:
-        if warn is not None and not warn[0]:
-            warnings.warn(f"stream frames are {t.shape[1]}x{t.shape[2]} (height x width); resizing them to the "
-                          f"model's {hw[0]}x{hw[1]} (data.image_size)", stacklevel=3)
-            warn[0] = True
-        hwc = t.permute(1, 2, 0).numpy()
-        img = Image.fromarray(hwc[:, :, 0] if want_c == 1 else hwc, "L" if want_c == 1 else "RGB")
-        t = torch.from_numpy(np.array(to_frame(img, hw, want_c)))  # a writable copy of what Pillow returns
-    return t
 
 
 class _LatestFrames:
@@ -148,33 +113,15 @@ def _timed(source: Iterable[Any]) -> Iterator[tuple[int, Any, float]]:
         yield index, frame, time.perf_counter()
 
 
-class TorchStep:
-    """The per-frame step of a detector in PyTorch: one uint8 clip ``(1, L, C, H, W)`` -> its signals
-    (and error map), with the memory's test-time write; :meth:`close` restores the memory."""
-
-    def __init__(self, detector, device: torch.device, maps: bool):
-        cfg = detector.config
-        self.detector, self.device, self.was_training = detector, device, detector.training
-        detector.eval()
-        self.runner = VideoScorer(detector, device, default_map_hw(cfg) if maps else None)
-        self.trained = {k: v.clone() for k, v in detector.memory.state_dict().items()}
-
-    @torch.no_grad()
-    def __call__(self, clip: Tensor) -> dict[str, Tensor]:
-        return self.runner.step(clip.to(self.device).float().div_(127.5).sub_(1.0))
-
-    def close(self) -> None:
-        self.detector.memory.load_state_dict(self.trained)
-        self.detector.train(self.was_training)
-
-
-def stream(detector, frames: Iterable[Any], *, policy: Policy = "block", maps: bool = False,
-           device: str | torch.device | None = None) -> Iterator[FrameResult]:
+def stream(model: StepModel, frames: Iterable[Any], *, policy: Policy = "block", maps: bool = False,
+           device: str | torch.device | None = None, float_range: FloatRange = UNIT_RANGE) -> Iterator[FrameResult]:
     """Yield a :class:`FrameResult` per frame of ``frames`` once its clip is complete (see the module docstring).
 
-    The detector must be calibrated (:meth:`Detector.calibrate`). Its memory is written as
-    the stream goes and restored when the generator is closed or exhausted. ``detector`` may
-    also be an exported model (:func:`memad.scoring.export.load_exported`), which runs its own engine.
+    ``model`` is a calibrated :class:`~memad.scoring.step.StepModel`: a detector
+    (:meth:`Detector.calibrate`), or an exported model (:func:`memad.scoring.export.load_exported`),
+    which runs its own engine. Frames are any kind :class:`memad.frames.FrameReader` takes
+    (float frames in ``float_range``). The memory is written as the stream goes and restored
+    when the generator is closed or exhausted.
 
     >>> import memad, numpy as np  # doctest: +SKIP
     >>> det = memad.load("runs/pred/checkpoint.pt")  # doctest: +SKIP
@@ -183,32 +130,29 @@ def stream(detector, frames: Iterable[Any], *, policy: Policy = "block", maps: b
     """
     if policy not in ("block", "drop"):
         raise ConfigError(f"policy: expected 'block' or 'drop', got {policy!r}")
-    cal = require_calibration(detector, "streamed scores")
-    if hasattr(detector, "make_step"):  # an exported model brings its own engine
-        step = detector.make_step(maps)
-    else:
-        dev = torch.device(device) if device is not None else distributed.setup(detector.config["train"]["device"])
-        step = TorchStep(detector, dev, maps)
-    threshold = float(detector.threshold_ if detector.threshold_ is not None else cal["threshold"])
-    return _loop(detector, step, frames, cal["signals"], threshold, policy, maps)
+    cal = require_calibration(model, "streamed scores")
+    cfg = model.config
+    reader = FrameReader(cfg["data"]["channels"], image_hw(cfg), source="stream", float_range=float_range)
+    step = model.make_step(maps, torch.device(device) if device is not None else None)
+    threshold = float(model.threshold_ if model.threshold_ is not None else cal["threshold"])
+    return _loop(model, step, reader, frames, cal["signals"], threshold, policy, maps)
 
 
-def _loop(detector, step, frames: Iterable[Any], ranges, threshold: float, policy: str, maps: bool
-          ) -> Iterator[FrameResult]:
-    cfg, clip, offset = detector.config, detector.clip_length, detector.score_offset
+def _loop(model: StepModel, step: ClipStep, reader: FrameReader, frames: Iterable[Any], ranges, threshold: float,
+          policy: str, maps: bool) -> Iterator[FrameResult]:
+    clip, offset = model.clip_length, model.score_offset
     window: collections.deque = collections.deque(maxlen=clip)
     source = _LatestFrames(frames, keep=1) if policy == "drop" else None
-    warned = [False]
     try:
         for index, frame, arrived in (source if source is not None else _timed(frames)):
-            window.append((index, prepare_frame(frame, cfg, warn=warned), arrived))
+            window.append((index, reader(frame, index), arrived))
             if len(window) < clip:
                 continue
             raw = step(torch.stack([f for _, f, _ in window])[None])
             values = {k: float(v[0]) for k, v in raw.items() if k != "map"}
             stats = FrameStats(np.zeros(1, dtype=np.int64), {k: np.array([v]) for k, v in values.items()},
                                calibration=ranges)
-            score = float(np.asarray(detector.scorer(stats), dtype=np.float64)[0])
+            score = float(np.asarray(model.scorer(stats), dtype=np.float64)[0])
             scored_index, _, scored_arrival = window[offset]
             yield FrameResult(
                 index=scored_index, score=score, anomalous=score >= threshold, threshold=threshold,

@@ -8,9 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from memad import Memory, MemoryOutput, UpdateRule
+from memad import Memory, MemoryOutput, UpdateRule, build_component
 from memad.interfaces import to_unit_range
-from memad.registry import get_registry
 
 
 def regular_score(output: Tensor, target: Tensor) -> Tensor:
@@ -18,15 +17,6 @@ def regular_score(output: Tensor, target: Tensor) -> Tensor:
     e = (to_unit_range(output.float()) - to_unit_range(target.float())).pow(2).flatten(1)
     w = 1 - torch.exp(-e)
     return (w * e).sum(1) / w.sum(1).clamp_min(1e-12)
-
-
-def resolve_update_rule(update: UpdateRule | str | dict) -> UpdateRule:
-    """An update rule from an instance, a registered name or ``{name: ..., **params}``."""
-    if isinstance(update, UpdateRule):
-        return update
-    spec = {"name": update} if isinstance(update, str) else dict(update)
-    name = spec.pop("name")
-    return get_registry().get("update_rule", name).obj(**spec)
 
 
 class PrototypeMemory(Memory):
@@ -43,7 +33,8 @@ class PrototypeMemory(Memory):
         compactness: weight of the compactness loss (lambda_c).
         separateness: weight of the separateness loss (lambda_s).
         margin: the triplet margin alpha.
-        update: the update rule: a registered ``update_rule`` name or section.
+        update: the update rule (a nested component: memad builds it from its section, a registered
+            ``update_rule`` name or ``{name: ..., ...}``, and passes it built).
         detach_weights: detach the read weights, as the official code does.
         gate: the test-time gate (eq. 6-7): a test frame's queries are written only when its
             weighted regular score is below this (official code: 0.01 pred, 0.015 recon);
@@ -59,7 +50,7 @@ class PrototypeMemory(Memory):
         compactness: float = 0.1,
         separateness: float = 0.1,
         margin: float = 1.0,
-        update: str | dict = "mnad",
+        update: UpdateRule | str | dict = "mnad",
         detach_weights: bool = True,
         gate: float | None = None,
     ):
@@ -74,7 +65,7 @@ class PrototypeMemory(Memory):
         if gate is not None and gate < 0:
             raise ValueError(f"memory.gate: expected a score >= 0 or null, got {gate!r}")
         self.gate = gate
-        self.update_rule = resolve_update_rule(update)
+        self.update_rule: UpdateRule = build_component("update_rule", update)  # already built when memad builds
         # Items are state, not parameters: they are saved with the weights but never see a gradient.
         self.register_buffer("items", F.normalize(torch.rand(items, in_channels), dim=1))
 
@@ -92,25 +83,22 @@ class PrototypeMemory(Memory):
 
     def forward(self, features: Tensor) -> MemoryOutput:
         b, c, h, w = features.shape
-        # The memory runs in float32 even under autocast: its softmaxes and the update
-        # compare unit vectors whose differences are small.
-        with torch.autocast(features.device.type, enabled=False):
-            query = F.normalize(features.float(), dim=1)
-            q = self._flat(query)
-            items = self.items
-            sim = q @ items.t()  # (K, M) cosine similarities
-            weights = torch.softmax(sim, dim=1)
-            if self.detach_weights:
-                weights = weights.detach()
-            read = (weights @ items).view(b, h, w, c).permute(0, 3, 1, 2)
+        query = F.normalize(features.float(), dim=1)
+        q = self._flat(query)
+        items = self.items
+        sim = q @ items.t()  # (K, M) cosine similarities
+        weights = torch.softmax(sim, dim=1)
+        if self.detach_weights:
+            weights = weights.detach()
+        read = (weights @ items).view(b, h, w, c).permute(0, 3, 1, 2)
 
-            nearest = sim.topk(2, dim=1).indices
-            pos, neg = items[nearest[:, 0]], items[nearest[:, 1]]
-            sq = (q - pos).pow(2)
-            compact = sq.mean()
-            separate = F.triplet_margin_loss(q, pos, neg, margin=self.margin)
-            distance = sq.reshape(b, h * w * c).mean(dim=1)
-            loss = self.compactness * compact + self.separateness * separate
+        nearest = sim.topk(2, dim=1).indices
+        pos, neg = items[nearest[:, 0]], items[nearest[:, 1]]
+        sq = (q - pos).pow(2)
+        compact = sq.mean()
+        separate = F.triplet_margin_loss(q, pos, neg, margin=self.margin)
+        distance = sq.reshape(b, h * w * c).mean(dim=1)
+        loss = self.compactness * compact + self.separateness * separate
         # The items move after the step, outside autograd: the training loop writes `query`
         # (gathered over all processes) and the test loop calls test_write.
         return MemoryOutput(

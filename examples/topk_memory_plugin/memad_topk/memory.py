@@ -71,11 +71,9 @@ class TopKMemory(memad.Memory):
             raise ValueError(f"memory.init: expected 'random' or 'kmeans', got {init!r}")
         self.k, self.init = k, init
         self.compactness, self.separateness = compactness, separateness
-        if isinstance(update, memad.UpdateRule):
-            self.update_rule = update
-        else:  # built directly in Python rather than from a config
-            spec = {"name": update} if isinstance(update, str) else dict(update)
-            self.update_rule = memad.get_registry().get("update_rule", spec.pop("name")).obj(**spec)
+        # memad builds the nested update rule from the config; a section is built here only when the
+        # memory is constructed directly in Python (build_component passes a built rule through).
+        self.update_rule = memad.build_component("update_rule", update)
         self.register_buffer("items", F.normalize(torch.rand(items, in_channels), dim=1))
         # Saved with the weights, so a loaded model is not re-initialised by its next batch.
         self.register_buffer("initialised", torch.tensor(init == "random"))
@@ -95,19 +93,18 @@ class TopKMemory(memad.Memory):
 
     def forward(self, features: Tensor) -> memad.MemoryOutput:
         b, c, h, w = features.shape
-        with torch.autocast(features.device.type, enabled=False):
-            query = F.normalize(features.float(), dim=1)
-            q = query.permute(0, 2, 3, 1).reshape(-1, c)
-            if self.training and not bool(self.initialised) and q.shape[0] >= self.items.shape[0]:
-                self.items = spherical_kmeans(q.detach(), self.items.shape[0])
-                self.initialised.fill_(True)
-            weights = self.read_weights(q).detach()
-            read = (weights @ self.items).view(b, h, w, c).permute(0, 3, 1, 2)
-            nearest = (q @ self.items.t()).topk(2, dim=1).indices
-            pos, neg = self.items[nearest[:, 0]], self.items[nearest[:, 1]]
-            sq = (q - pos).pow(2)
-            compact = sq.mean()
-            separate = F.triplet_margin_loss(q, pos, neg, margin=1.0)
+        query = F.normalize(features.float(), dim=1)
+        q = query.permute(0, 2, 3, 1).reshape(-1, c)
+        if self.training and not bool(self.initialised) and q.shape[0] >= self.items.shape[0]:
+            self.items = spherical_kmeans(q.detach(), self.items.shape[0])
+            self.initialised.fill_(True)
+        weights = self.read_weights(q).detach()
+        read = (weights @ self.items).view(b, h, w, c).permute(0, 3, 1, 2)
+        nearest = (q @ self.items.t()).topk(2, dim=1).indices
+        pos, neg = self.items[nearest[:, 0]], self.items[nearest[:, 1]]
+        sq = (q - pos).pow(2)
+        compact = sq.mean()
+        separate = F.triplet_margin_loss(q, pos, neg, margin=1.0)
         return memad.MemoryOutput(
             read=torch.cat([query, read], dim=1).to(features.dtype),
             loss=self.compactness * compact + self.separateness * separate,

@@ -14,18 +14,6 @@ import memad
 from memad.interfaces import resolve_levels
 
 
-def build_update_rule(update: memad.UpdateRule | str | dict) -> memad.UpdateRule:
-    """An update rule from an instance, a registered name or ``{name: ..., **params}``.
-
-    From a config memad builds the rule itself (``nested_components``); this covers the
-    constructor's default and a memory built directly in Python.
-    """
-    if isinstance(update, memad.UpdateRule):
-        return update
-    spec = {"name": update} if isinstance(update, str) else dict(update)
-    return memad.get_registry().get("update_rule", spec.pop("name")).obj(**spec)
-
-
 def flatten_positions(x: Tensor) -> Tensor:
     """``(B, C, h, w)`` -> ``(B*h*w, C)``: one row per position, sample-major."""
     b, c, h, w = x.shape
@@ -119,7 +107,8 @@ class TwoLevelMemory(memad.Memory):
         self.levels = (shallow, deep)
         self.temperature, self.margin = temperature, margin
         self.compactness, self.separateness = compactness, separateness
-        self.update_rule = build_update_rule(update)
+        # memad passes the rule built (nested_components); a section only when constructed directly.
+        self.update_rule = memad.build_component("update_rule", update)
         # Buffers, not parameters: saved with the weights, moved only by write().
         self.register_buffer("skip_items", F.normalize(torch.rand(items, encoder_channels[shallow]), dim=1))
         self.register_buffer("items", F.normalize(torch.rand(items, encoder_channels[deep]), dim=1))
@@ -135,12 +124,10 @@ class TwoLevelMemory(memad.Memory):
         if len(features) != 2:
             raise ValueError(f"TwoLevelMemory reads 2 levels {self.levels}, got {len(features)} maps")
         shallow, deep = features
-        # float32 even under autocast: the softmax and the update compare nearby unit vectors.
-        with torch.autocast(deep.device.type, enabled=False):
-            skip = read_level(shallow, self.skip_items, self.temperature, self.margin)
-            main = read_level(deep, self.items, self.temperature, self.margin)
-            loss = (self.compactness * (skip.compact + main.compact)
-                    + self.separateness * (skip.separate + main.separate))
+        skip = read_level(shallow, self.skip_items, self.temperature, self.margin)
+        main = read_level(deep, self.items, self.temperature, self.margin)
+        loss = (self.compactness * (skip.compact + main.compact)
+                + self.separateness * (skip.separate + main.separate))
         return memad.MemoryOutput(
             read=[skip.read.to(shallow.dtype), main.read.to(deep.dtype)],
             loss=loss,

@@ -1,4 +1,4 @@
-"""Checkpoints: config, weights, memory items (and optimiser state for resuming).
+"""Checkpoints: config, weights, memory items, calibration (and optimiser state for resuming).
 
 Files hold only tensors and plain data, are read with ``torch.load(weights_only=True)``
 (which refuses pickled objects), and are written atomically: a temporary file in the
@@ -16,12 +16,13 @@ from typing import Any
 
 import torch
 
-from ..errors import CheckpointError
-from ..fileio import atomic_write
+from .errors import CheckpointError
+from .fileio import atomic_write
 
 FORMAT = "memad-checkpoint"
 #: 2: MNAD's test-time gate moved from ``test.gate`` to the memory (``memory.gate``); checkpoints
-#: carry a ``calibration``. Version-1 files are upgraded on reading (:func:`upgrade`).
+#: carry a ``calibration``. Version-1 files are upgraded on reading (:func:`upgrade`). Files also
+#: carry ``components``: the distribution every component came from (absent in older files).
 VERSION = 2
 
 
@@ -91,17 +92,15 @@ def upgrade(data: dict[str, Any], path: str | Path = "checkpoint") -> dict[str, 
     return data
 
 
-def save_checkpoint(path: str | Path, detector, **extra: Any) -> Path:
-    """Write ``detector``'s config and weights (plus ``extra`` plain data) to ``path``."""
-    payload = {
-        "format": FORMAT,
-        "version": VERSION,
-        "config": detector.config,
-        "model": detector.state_dict(),
-        "threshold": detector.threshold_,
-        "calibration": getattr(detector, "calibration_", None),
-        "holdout_videos": list(getattr(detector, "holdout_videos_", None) or []),
-        "history": detector.history_,
-        **extra,
-    }
-    return atomic_save(payload, path)
+def save_checkpoint(path: str | Path, config: dict[str, Any], model: dict[str, Any], **fields: Any) -> Path:
+    """Write a checkpoint: ``config``, the network's ``model`` state dict, and ``fields`` (plain data:
+    threshold, calibration, history, optimiser state...), atomically."""
+    return atomic_save({"format": FORMAT, "version": VERSION, "config": config, "model": model, **fields}, path)
+
+
+def update_checkpoint(path: str | Path, target: str | Path | None = None, **fields: Any) -> Path:
+    """Rewrite the checkpoint at ``path`` (to ``target``, default in place) with ``fields`` replaced,
+    everything else (optimiser state for resuming...) kept; atomically."""
+    data = read_checkpoint(path)
+    data.update(fields)
+    return atomic_save(data, target if target is not None else path)

@@ -1,0 +1,152 @@
+"""What scoring runs: "a model that scores a step", as typed protocols, and the one step function.
+
+:class:`StepModel` is what :func:`memad.scoring.stream.stream` and ``memad detect`` take: the
+PyTorch detector (:class:`memad.Detector`) and exported ONNX/TorchScript models
+(:class:`memad.scoring.export.ExportedModel`) both satisfy it, each bringing its own engine
+through :meth:`StepModel.make_step`. :class:`TorchModel` is a StepModel with a PyTorch network,
+what offline scoring, calibration and export need.
+
+:func:`step_signals` is the single definition of one scoring step's outputs (the signals, the
+error map, the memory's test-time write): offline scoring, streaming and the exported step
+module all call it, so they cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Protocol, runtime_checkable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .. import distributed, runtime
+from ..config import image_hw
+from ..frames import to_float
+from ..interfaces import Scorer, to_unit_range
+from ..network import Network
+
+__all__ = ["StepModel", "TorchModel", "ClipStep", "TorchStep", "TorchStepModel", "step_signals", "writes_at_test",
+           "default_map_hw"]
+
+
+@runtime_checkable
+class ClipStep(Protocol):
+    """One engine's per-frame step: a uint8 clip ``(1, L, C, H, W)`` in, ``{signal: (1,)}`` (and ``map``) out,
+    with the memory's test-time write carried on; :meth:`close` restores the initial memory."""
+
+    def __call__(self, clip: Tensor) -> Mapping[str, Any]: ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class StepModel(Protocol):
+    """A model that scores a clip step (a PyTorch detector or an exported model)."""
+
+    config: dict[str, Any]
+    scorer: Scorer
+    calibration_: dict[str, Any] | None
+    threshold_: float | None
+
+    @property
+    def clip_length(self) -> int: ...
+
+    @property
+    def score_offset(self) -> int: ...
+
+    def make_step(self, maps: bool, device: torch.device | None = None) -> ClipStep: ...
+
+
+@runtime_checkable
+class TorchModel(StepModel, Protocol):
+    """A :class:`StepModel` whose engine is a PyTorch :class:`~memad.network.Network`."""
+
+    network: Network
+
+
+@torch.no_grad()
+def step_signals(network: Network, clips: Tensor, *, amp: bool = False, channels_last: bool = False,
+                 map_hw: tuple[int, int] | None = None, write: bool = True) -> dict[str, Tensor]:
+    """Float clips ``(B, L, C, H, W)`` in [-1, 1] -> per-sample signals (``mse``, the parts' signals, the
+    decoder's target signals) and, with ``map_hw``, the per-pixel squared error pooled to that size;
+    with ``write``, the memory's test-time write protocol runs after the pass."""
+    x, y = network.split_clip(clips)
+    with runtime.autocast(x.device, amp):
+        out = network(runtime.to_model_layout(x, channels_last))
+    pred = out.output.float()
+    err = (to_unit_range(pred) - to_unit_range(y)).pow(2)
+    result = {"mse": err.flatten(1).mean(1), **{k: v.float() for k, v in out.signals.items()},
+              **{k: v.float() for k, v in network.decoder.target_signals(pred, y).items()}}
+    if map_hw is not None:
+        result["map"] = F.adaptive_avg_pool2d(err.mean(1, keepdim=True), map_hw)[:, 0]
+    if write:
+        network.memory.test_write(out.memory, pred, y)
+    return result
+
+
+def writes_at_test(network: Network) -> bool:
+    """Whether scoring writes the memory (``test.update`` and a memory that writes)."""
+    return bool(network.config["test"]["update"] and network.memory.writes)
+
+
+class TorchStep:
+    """The per-frame step of a network in PyTorch (one uint8 clip at a time), in the scoring precision
+    and layout of ``test.amp`` / ``test.channels_last``; :meth:`close` restores the memory."""
+
+    def __init__(self, network: Network, device: torch.device, map_hw: tuple[int, int] | None):
+        tc = network.config["test"]
+        self.network, self.device, self.map_hw = network, device, map_hw
+        self.was_training = network.training
+        network.eval()
+        self.amp = runtime.scoring_amp(tc, device)
+        self.channels_last = runtime.scoring_channels_last(tc, device)
+        runtime.prepare_model(network, network.config["train"], device,
+                              compiled=(network.encoder, network.decoder), channels_last=self.channels_last)
+        self.write = writes_at_test(network)
+        self.trained = {k: v.clone() for k, v in network.memory.state_dict().items()}
+
+    def __call__(self, clip: Tensor) -> dict[str, Tensor]:
+        out = step_signals(self.network, to_float(clip.to(self.device)), amp=self.amp,
+                           channels_last=self.channels_last, map_hw=self.map_hw, write=self.write)
+        if "map" in out:
+            out["map"] = out["map"].half()  # as offline scoring keeps them
+        return out
+
+    def close(self) -> None:
+        self.network.memory.load_state_dict(self.trained)
+        self.network.train(self.was_training)
+
+
+@dataclass
+class TorchStepModel:
+    """A :class:`TorchModel` from its pieces: a network, its scorer, calibration and threshold."""
+
+    network: Network
+    scorer: Scorer
+    calibration_: dict[str, Any] | None = None
+    threshold_: float | None = None
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.network.config
+
+    @property
+    def clip_length(self) -> int:
+        return self.network.clip_length
+
+    @property
+    def score_offset(self) -> int:
+        return self.network.score_offset
+
+    def make_step(self, maps: bool, device: torch.device | None = None) -> TorchStep:
+        return TorchStep(self.network, device or distributed.setup(self.config["train"]["device"]),
+                         default_map_hw(self.config) if maps else None)
+
+
+def default_map_hw(config: Mapping[str, Any]) -> tuple[int, int]:
+    """The error-map size kept per frame: the frame scaled to at most ``data.pixel_eval_size`` a side."""
+    h, w = image_hw(config)
+    limit = config["data"]["pixel_eval_size"]
+    scale = min(1.0, limit / max(h, w))
+    return max(1, round(h * scale)), max(1, round(w * scale))
