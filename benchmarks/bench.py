@@ -186,7 +186,7 @@ def train_and_score(preset: str, config: dict[str, Any], splits: SplitCache, dev
 
     _reset_peak(device)
     _sync(device)
-    summary = training.train(det, train_set, out=checkpoint_dir, resume=True, log=log)
+    summary = det.fit(train_set, out=checkpoint_dir, resume=True, log=log).fit_summary_
     _sync(device)
     train_peak = _peak_mib(device)
     steps, bs = summary["steps_per_epoch"], config["train"]["batch_size"]
@@ -377,12 +377,12 @@ def profile_preset(preset: str, config: dict[str, Any], splits: SplitCache, devi
     test_full = splits.get("testing", config)
     n = min(test_full.lengths[0], test_frames + det.clip_length - 1)
     test_set = VideoSet(test_full.frames[:n], test_full.names[:1], [n], source=f"{test_full.source} (profile)")
-    training.train(det, train_set, epochs=1)  # untimed: warm-up (cuDNN autotuning, allocator)
+    det.fit(train_set, epochs=1)  # untimed: warm-up (cuDNN autotuning, allocator)
     parts = [f"# Profile: {preset} on {environment(device)['device']}", "",
              f"torch {torch.__version__}; image size {config['data']['image_size']}; batch "
              f"{config['train']['batch_size']}; amp {config['train']['amp']}; channels_last "
              f"{config['train']['channels_last']}; compile {config['train']['compile']}.", ""]
-    jobs = [("training", f"{train_steps} steps", lambda: training.train(det, train_set, epochs=1))]
+    jobs = [("training", f"{train_steps} steps", lambda: det.fit(train_set, epochs=1))]
     for mode in MODES:
         def job(mode: str = mode) -> None:
             det.config["test"]["mode"] = mode

@@ -32,7 +32,7 @@ import memad
 from memad import runtime
 from memad.fileio import write_json_atomic
 from memad.scoring.export import StepModule
-from memad.scoring.runner import default_map_hw
+from memad.scoring.step import default_map_hw
 
 
 def cpu_flags() -> list[str]:
@@ -44,7 +44,7 @@ def cpu_flags() -> list[str]:
 
 
 def torch_step(det, clip: torch.Tensor, state, channels_last: bool = False, bf16: bool = False):
-    step = StepModule(det, default_map_hw(det.config))
+    step = StepModule(det.network, default_map_hw(det.config))
     if channels_last:
         det.to(memory_format=torch.channels_last)
 
@@ -83,14 +83,12 @@ def main(argv=None) -> dict:
         elif name == "torch_bf16_channels_last":
             runs[name] = torch_step(twin, clip, state, channels_last=True, bf16=True)
         elif name == "memad_default":  # what memad detect and Detector.stream run: test.amp/channels_last "auto"
-            from memad.scoring.stream import TorchStep
-
-            step = TorchStep(twin, torch.device("cpu"), maps=True)
+            step = twin.make_step(maps=True, device=torch.device("cpu"))
             runs[name] = lambda s=step: s(clip)
         elif name == "torchscript":
             with warnings.catch_warnings(), torch.no_grad():
                 warnings.simplefilter("ignore")
-                traced = torch.jit.freeze(torch.jit.trace(StepModule(twin, default_map_hw(det.config)),
+                traced = torch.jit.freeze(torch.jit.trace(StepModule(twin.network, default_map_hw(det.config)),
                                                           (clip, *state), check_trace=False).eval())
             runs[name] = lambda t=traced: t(clip, *state)
         elif name == "onnxruntime":
@@ -102,7 +100,7 @@ def main(argv=None) -> dict:
             path = Path("/tmp/memad_cpu_deploy.onnx")
             with warnings.catch_warnings(), torch.no_grad(), contextlib.redirect_stdout(io.StringIO()):
                 warnings.simplefilter("ignore")
-                program = torch.onnx.export(StepModule(twin, default_map_hw(det.config)), (clip, *state), dynamo=True)
+                program = torch.onnx.export(StepModule(twin.network, default_map_hw(det.config)), (clip, *state), dynamo=True)
                 program.save(str(path))
             options = ort.SessionOptions()
             options.intra_op_num_threads = args.threads

@@ -51,7 +51,7 @@ def main(argv=None) -> dict:
             "train.max_steps_per_epoch": args.steps, "train.holdout": 0.0, "train.device": "cpu",
             "train.amp": False, "train.seed": seed})
         det = memad.build(config)
-        training.train(det, open_split(args.data, "training", config))
+        det.fit(open_split(args.data, "training", config))
         test = open_split(args.data, "testing", config)
         trained = copy.deepcopy(det.memory.state_dict())
         row = {"seed": seed}

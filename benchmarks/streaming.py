@@ -45,7 +45,7 @@ def measure(data: str, config: dict, mode: str, test_videos: int | None) -> dict
         test_set = _first_videos(test_set, test_videos, sum(test_set.lengths[:test_videos]))
     assert test_set.on_disk == train_set.on_disk == (mode == "disk"), "data.in_memory did not take effect"
     det = memad.build(config)
-    summary = training.train(det, train_set)
+    summary = det.fit(train_set).fit_summary_
     clips = summary["steps_per_epoch"] * config["train"]["batch_size"]
     t0 = time.perf_counter()
     scores = det.score(test_set)

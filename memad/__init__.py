@@ -6,10 +6,10 @@
 ['decoder', 'encoder', 'memory', 'total']
 """
 
+from .detector import Detector, build, load
 from .errors import CheckpointError, ConfigError, DataError, MemadError, NumericalError
 from .hookspecs import hookimpl
 from .interfaces import Decoder, DecoderOutput, Encoder, FrameStats, Memory, MemoryOutput, Scorer, UpdateRule
-from .detector import Detector, build, load
 from .network import Network, build_component
 from .registry import get_registry, list_components, register, reload_plugins
 from .reports.compare import compare
@@ -23,7 +23,8 @@ def list_presets() -> list[str]:
 
 
 __all__ = [
-    "build", "load", "compare", "Detector", "Network", "build_component", "register", "list_components", "list_presets", "get_registry",
+    "build", "load", "compare", "Detector", "Network", "build_component", "register", "list_components",
+    "list_presets", "get_registry",
     "reload_plugins", "hookimpl", "Encoder", "Memory", "MemoryOutput", "Decoder", "DecoderOutput", "Scorer",
     "UpdateRule", "FrameStats", "MemadError", "ConfigError", "DataError", "CheckpointError", "NumericalError",
 ]

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from . import config as cfgmod
+from . import training
 from .checkpoint import read_checkpoint, save_checkpoint
 from .data import open_split
 from .errors import CheckpointError, ConfigError
@@ -32,7 +33,6 @@ from .scoring import calibration, export, runner, threshold
 from .scoring.scores import Scores
 from .scoring.step import TorchStep, default_map_hw
 from .scoring.stream import FrameResult, stream
-from . import training
 
 __all__ = ["Detector", "build", "load"]
 
@@ -105,11 +105,24 @@ class Detector:
     def load_state_dict(self, state: Mapping[str, Tensor], strict: bool = True):
         return self.network.load_state_dict(state, strict=strict)
 
+    def loss_terms(self, out: NetworkOutput, target: Tensor) -> dict[str, Tensor]:
+        """The training loss as named terms (:meth:`Network.loss_terms`)."""
+        return self.network.loss_terms(out, target)
+
     def parameters(self) -> Iterator[nn.Parameter]:
         return self.network.parameters()
 
+    def named_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:
+        return self.network.named_parameters()
+
+    def buffers(self) -> Iterator[Tensor]:
+        return self.network.buffers()
+
     def modules(self) -> Iterator[nn.Module]:
         return self.network.modules()
+
+    def named_modules(self) -> Iterator[tuple[str, nn.Module]]:
+        return self.network.named_modules()
 
     # -- estimator API --------------------------------------------------------------------
     def fit(self, data: Any, *, epochs: int | None = None, out: str | Path | None = None,
@@ -120,7 +133,8 @@ class Detector:
         (a run of another shape there is refused). ``log`` is called with each epoch's record.
         Sets ``history_``, ``holdout_videos_`` and ``fit_summary_`` (time, steps, device); returns ``self``.
         """
-        result = training.train(self.network, data, epochs=epochs, out=out, resume=resume, log=log, history=self.history_)
+        result = training.train(self.network, data, epochs=epochs, out=out, resume=resume, log=log,
+                                history=self.history_)
         self.history_, self.holdout_videos_, self.fit_summary_ = result.history, result.holdout_videos, result.summary
         return self
 
@@ -265,9 +279,9 @@ def load(path: str | Path, device: str | torch.device = "cpu", *, overrides: Map
     det = Detector(config)
     mismatch = _weights_mismatch(det.network.state_dict(), data["model"])
     if mismatch is not None and overrides:
-        raise ConfigError(f"{path}: --set {', '.join(map(str, overrides))} changes the model's parameters ({mismatch}), "
-                          f"so the checkpoint's weights do not fit it; a change of shape needs retraining "
-                          f"(memad train with the new setting)")
+        raise ConfigError(f"{path}: --set {', '.join(map(str, overrides))} changes the model's parameters "
+                          f"({mismatch}), so the checkpoint's weights do not fit it; a change of shape needs "
+                          f"retraining (memad train with the new setting)")
     if mismatch is not None:
         raise CheckpointError(f"{path}: weights do not fit the config: {mismatch}")
     det.network.load_state_dict(data["model"])

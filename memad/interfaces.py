@@ -153,12 +153,15 @@ class DecoderOutput:
         loss: the decoder's own weighted training loss (added to the task's), or None.
         signals: named per-sample values ``{name: (B,)}`` for scoring.
         logs: named unweighted loss terms for progress display.
+        extras: named intermediate tensors (a warped image...) for the decoder's own
+            :meth:`Decoder.target_losses`, which gets this output back with the target.
     """
 
     image: Tensor
     loss: Tensor | None = None
     signals: dict[str, Tensor] = field(default_factory=dict)
     logs: dict[str, Tensor] = field(default_factory=dict)
+    extras: dict[str, Tensor] = field(default_factory=dict)
 
 
 class Decoder(nn.Module, abc.ABC):
@@ -178,12 +181,21 @@ class Decoder(nn.Module, abc.ABC):
         The default reports none (``mse`` and ``psnr`` are always computed)."""
         return {}
 
+    def target_losses(self, output: DecoderOutput, target: Tensor) -> dict[str, Tensor]:
+        """Weighted training losses that need the target, ``{name: scalar}``, added to the task's
+        reconstruction loss (a gradient-difference loss, a loss on an intermediate image kept in
+        ``output.extras``...). ``output`` is what :meth:`forward` returned (as a DecoderOutput),
+        ``target`` what the image should be, in [-1, 1]. The default adds none."""
+        return {}
+
 
 class UpdateRule(abc.ABC):
     """How a memory's items move towards the queries assigned to them.
 
     Called outside autograd with unit-norm ``items`` ``(M, D)`` and ``queries``
-    ``(K, D)``; returns the new items ``(M, D)``.
+    ``(K, D)``; returns the new items ``(M, D)``. With no queries (``K = 0``, e.g. every frame of
+    a test chunk gated out) a rule returns ``items`` unchanged: nothing was assigned, so nothing
+    moves (a rule that renormalises must not, either).
     """
 
     @abc.abstractmethod

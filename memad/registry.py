@@ -241,7 +241,7 @@ def _load_into(registry: Registry) -> None:
         try:
             impl.function(registry=registry)
         except Exception as exc:
-            fail(name, sources.get(name, "?"), f"{type(exc).__name__}: failed while registering: {exc}")
+            fail(name, sources.get(name, "?"), f"{type(exc).__name__}: {exc}")
         else:
             registry.plugins.append((name, sources.get(name, "code")))
         finally:

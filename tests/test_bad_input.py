@@ -212,10 +212,14 @@ def test_videoset_with_wrong_channels_is_refused(action):
         getattr(det, action)(_video_set(channels=1, size=32))
 
 
-def test_tensor_with_wrong_channels_is_refused():
+def test_colour_frames_for_a_grey_model_are_converted_as_image_files_are_and_other_channels_refused():
     det = memad.build("ae", **tiny(data={"image_size": 32, "channels": 1}))
-    with pytest.raises(DataError, match=re.escape("frames have 3 channels, the config expects data.channels=1")):
-        det.score_video(torch.zeros(6, 3, 32, 32, dtype=torch.uint8))
+    rgb = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8)
+    grey = np.stack([np.asarray(Image.fromarray(f.permute(1, 2, 0).numpy(), "RGB").convert("L")) for f in rgb])
+    np.testing.assert_array_equal(det.score_video(rgb), det.score_video(torch.from_numpy(grey)[:, None]))
+    with pytest.raises(DataError, match=re.escape("video frame 0: expected a (C, H, W) tensor with C of 1, 3 or 4, "
+                                                  "got shape (2, 32, 32)")):
+        det.score_video(torch.zeros(6, 2, 32, 32, dtype=torch.uint8))
 
 
 @pytest.mark.parametrize("action", ["fit", "score"])

@@ -49,7 +49,7 @@ def test_record_holds_both_modes_of_the_same_model_and_the_environment(results):
                                                     "train.device": "cpu", "train.progress": False,
                                                     "train.holdout": 0.0})  # bench.py's paper protocol
     det = memad.build(config)
-    training.train(det, "synthetic")
+    det.fit("synthetic")
     for mode, row in (("sequential", seq), ("batched", bat)):
         det.config["test"]["mode"] = mode
         assert det.evaluate("synthetic")["frame_auroc"] == pytest.approx(row["frame_auroc"], abs=1e-9)

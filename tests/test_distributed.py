@@ -96,9 +96,9 @@ def _worker(rank: int, port: int, out: str) -> None:
 
     # 2. train(): one epoch, then a second run resumes from rank 0's checkpoint to reach two.
     run = Path(out) / "run"
-    train(memad.build("mnad_pred", **CONFIG), _still_video(), epochs=1, out=run)
+    memad.build("mnad_pred", **CONFIG).fit(_still_video(), epochs=1, out=run)
     det = memad.build("mnad_pred", **CONFIG)
-    summary = train(det, _still_video(), epochs=2, out=run)
+    summary = det.fit(_still_video(), epochs=2, out=run).fit_summary_
     saved["summary"] = summary
     saved["state"] = {k: v.clone() for k, v in det.state_dict().items()}
     saved["history"] = det.history_
@@ -160,7 +160,7 @@ def test_training_equals_one_process_and_ranks_agree(ranks):
     torch.testing.assert_close(ckpt["model"]["memory.items"], saved[0]["state"]["memory.items"], rtol=0, atol=0)
 
     det = memad.build("mnad_pred", **{**CONFIG, "train": {**CONFIG["train"], "batch_size": WORLD * PER_RANK_BATCH}})
-    train(det, _still_video(), epochs=2)
+    det.fit(_still_video(), epochs=2)
     single = det.state_dict()
     torch.testing.assert_close(saved[0]["state"]["memory.items"], single["memory.items"], rtol=0, atol=1e-5)
     for key in single:
@@ -253,7 +253,7 @@ def test_rank_device_follows_local_rank(monkeypatch):
 
 
 def test_sync_batchnorm_swap_shares_state_and_restores():
-    det = memad.build("mnad_pred", **CONFIG).train()
+    det = memad.build("mnad_pred", **CONFIG).network.train()  # the nn.Module the training loop wraps
     before = {name: type(m) for name, m in det.named_modules()}
     originals = [m for m in det.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     x = torch.randn(2, 4, 32, 32)

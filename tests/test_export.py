@@ -13,7 +13,8 @@ import torch
 import memad
 from memad.cli import main
 from memad.data.synthetic import SyntheticSpec, make_synthetic
-from memad.scoring.export import TAG, export, load_exported
+from memad.scoring.export import export
+from memad.scoring.exported import TAG, load_exported
 
 from .conftest import tiny
 

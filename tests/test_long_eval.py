@@ -148,14 +148,14 @@ def test_the_measurement_sees_a_per_frame_leak(warm_detector, monkeypatch):
 def test_scoring_builds_no_autograd_graph(monkeypatch):
     det = detector(mode="sequential")
     seen = []
-    forward = det.forward
+    forward = det.network.forward
 
     def record(x):
         out = forward(x)
         seen.append((torch.is_grad_enabled(), out.output.requires_grad, out.output.grad_fn))
         return out
 
-    monkeypatch.setattr(det, "forward", record)
+    monkeypatch.setattr(det.network, "forward", record)
     det.score(synthetic_test_set(40))
     assert len(seen) == 4 * (10 - 4)  # sequential: one pass per predicted frame
     assert all(s == (False, False, None) for s in seen)

@@ -103,7 +103,7 @@ def test_finite_loss_trains(tmp_path):
 # -- evaluation ---------------------------------------------------------------------------------
 def test_nan_output_for_one_frame_names_video_and_frame(monkeypatch):
     det = memad.build("ae", **tiny(test={"chunk": 1}))  # one frame per forward pass
-    forward = det.forward
+    forward = det.network.forward
     calls = {"n": 0}
 
     def nan_on_ninth_frame(x):
@@ -113,7 +113,7 @@ def test_nan_output_for_one_frame_names_video_and_frame(monkeypatch):
             out.output = torch.full_like(out.output, math.nan)
         return out
 
-    monkeypatch.setattr(det, "forward", nan_on_ninth_frame)
+    monkeypatch.setattr(det.network, "forward", nan_on_ninth_frame)
     with pytest.raises(NumericalError, match=re.escape("mse is nan at video 'b' frame 2 (1 frames in all)")):
         det.evaluate(_two_videos())
 
@@ -142,11 +142,15 @@ def test_nan_in_float_frames_is_refused():
     det = memad.build("ae", **tiny())
     frames = torch.zeros(5, 3, 32, 32)
     frames[3, 1, 4, 4] = math.nan
-    with pytest.raises(DataError, match=re.escape("frames: 1 values are NaN or infinite (first in frame 3)")):
+    with pytest.raises(DataError, match=re.escape("video: 1 values are NaN or infinite (first in frame 3)")):
         det.score_video(frames)
 
 
-def test_float_frames_outside_minus_one_one_are_refused():
+def test_float_frames_outside_their_range_are_refused():
     det = memad.build("ae", **tiny())
-    with pytest.raises(DataError, match=re.escape("float frames must lie in [-1, 1], got values from 0 to 255")):
-        det.score_video(torch.linspace(0, 255, 5 * 3 * 32 * 32).reshape(5, 3, 32, 32))
+    frames = torch.linspace(0, 255, 5 * 3 * 32 * 32).reshape(5, 3, 32, 32)
+    with pytest.raises(DataError, match=re.escape("video: float frames are read in [0, 1], got values from 0 to 255 "
+                                                  "(pass float_range=(-1, 1) for the model's range)")):
+        det.score_video(frames)
+    with pytest.raises(DataError, match=re.escape("video: float frames are read in [-1, 1], got values from 0 to 255")):
+        det.score_video(frames, float_range=(-1, 1))

@@ -89,7 +89,9 @@ def test_cli_uses_the_plugin_and_lists_its_distribution(topk_installed, tmp_path
     metrics = json.loads(done.stdout)
     assert 0.0 <= metrics["frame_auroc"] <= 1.0
     saved = memad.load(tmp_path / "checkpoint.pt")
-    assert saved.config["memory"] == {"name": "topk", "k": 2} and type(saved.memory).__name__ == "TopKMemory"
+    assert saved.config["memory"]["name"] == "topk" and saved.config["memory"]["k"] == 2
+    assert saved.config["memory"]["update"] == {"name": "mnad", "normalise": "assigned"}  # its defaults written in
+    assert type(saved.memory).__name__ == "TopKMemory"
 
     capsys.readouterr()
     assert cli_main(["list", "--json"]) == 0  # in this process: a fresh interpreter costs seconds

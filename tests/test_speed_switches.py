@@ -108,7 +108,7 @@ def test_channels_last_one_step_matches(preset):
     for det, batch in ((plain, x), (nhwc, x.contiguous(memory_format=torch.channels_last))):
         out = det(batch)
         (out.output.pow(2).mean() + out.memory.loss).backward()
-        grads.append({n: p.grad for n, p in det.named_parameters()})
+        grads.append({n: p.grad for n, p in det.network.named_parameters()})
         grads[-1]["output"] = out.output.detach()
         grads[-1]["items"] = det.memory.items
     for name, value in grads[0].items():

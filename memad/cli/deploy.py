@@ -88,7 +88,7 @@ def _load_for_detect(args: argparse.Namespace):
                           f"{args.checkpoint}")
     if args.set:
         raise ConfigError("--set: an exported model's config is fixed; export again with the changes")
-    from ..scoring.export import load_exported
+    from ..scoring.exported import load_exported
 
     return load_exported(args.checkpoint), engine
 

@@ -59,8 +59,8 @@ def setup_maps(p: argparse.ArgumentParser) -> Handler:
     add_set(p)
 
     def run(args: argparse.Namespace) -> int:
-        from ..errors import ConfigError
         from ..detector import load
+        from ..errors import ConfigError
         from ..reports.maps import write_maps
 
         if args.top < 1:

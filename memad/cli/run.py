@@ -78,10 +78,10 @@ def setup_train(p: argparse.ArgumentParser) -> Handler:
     add_set(p)
 
     def run(args: argparse.Namespace) -> int:
-        from ..data import VideoSet, open_split
-        from ..distributed import is_main
-        from ..detector import build
         from ..checkpoint import update_checkpoint
+        from ..data import VideoSet, open_split
+        from ..detector import build
+        from ..distributed import is_main
         from ..training import CHECKPOINT_NAME
 
         det = build(args.preset, **overrides(args))

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..errors import DataError
+from ..frames import to_float
 from ..registry import get_registry
 from .clips import ClipBatches, epoch_order, iter_videos, video_frames
 from .images import ImageSet, is_image_folder, load_image_folder
@@ -19,7 +20,6 @@ from .layout import is_video_folder, standard_split, video_file_split, video_fol
 from .loading import load_frame_folder, load_split, load_split_for
 from .sources import SplitSource, VideoEntry
 from .video_files import VIDEO_SUFFIXES, open_video
-from ..frames import to_float
 from .videos import VideoSet, gather_clips
 
 __all__ = ["VideoSet", "ImageSet", "SplitSource", "VideoEntry", "open_split", "SplitCache", "gather_clips",

@@ -6,6 +6,7 @@ training loss's terms (:meth:`Network.loss_terms`). It does not train, score, ca
 save itself: :mod:`memad.training`, :mod:`memad.scoring` and the estimator
 (:class:`memad.Detector`) do, around it.
 
+>>> import torch
 >>> from memad import config
 >>> net = Network(config.make_config("mnad_pred", {"data.image_size": 32, "encoder.widths": [8, 16, 32, 64]}))
 >>> out = net(torch.zeros(2, 12, 32, 32))
@@ -40,6 +41,7 @@ class NetworkOutput:
     losses: dict[str, Tensor] = field(default_factory=dict)
     signals: dict[str, Tensor] = field(default_factory=dict)
     logs: dict[str, Tensor] = field(default_factory=dict)
+    decoder: DecoderOutput | None = None
 
 
 class Network(nn.Module):
@@ -127,13 +129,21 @@ class Network(nn.Module):
         losses = {"memory": mem.loss}
         if dec.loss is not None:
             losses["decoder"] = dec.loss
-        return NetworkOutput(dec.image, mem, losses, {**mem.signals, **dec.signals}, {**mem.logs, **dec.logs})
+        return NetworkOutput(dec.image, mem, losses, {**mem.signals, **dec.signals}, {**mem.logs, **dec.logs}, dec)
 
     def loss_terms(self, out: NetworkOutput, target: Tensor) -> dict[str, Tensor]:
         """The training loss as named terms: the task's (``reconstruction``: MSE of the output
-        against the target, the next frame for prediction) plus each component's own."""
-        return {"reconstruction": F.mse_loss(out.output.float(), target.float()),
-                **{k: v.float() for k, v in out.losses.items()}}
+        against the target, the next frame for prediction), each component's own, and the
+        decoder's losses that need the target (:meth:`Decoder.target_losses`)."""
+        terms = {"reconstruction": F.mse_loss(out.output.float(), target.float()),
+                 **{k: v.float() for k, v in out.losses.items()}}
+        if out.decoder is not None:
+            for name, value in self.decoder.target_losses(out.decoder, target).items():
+                if name in terms:
+                    raise ConfigError(f"decoder {self.config['decoder']['name']!r}: target_losses names a term "
+                                      f"{name!r} that the loss already has ({', '.join(terms)}); rename it")
+                terms[name] = value.float()
+        return terms
 
     def count_parameters(self) -> dict[str, int]:
         """Parameters per part (memory items are buffers, not parameters)."""

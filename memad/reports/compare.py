@@ -29,11 +29,11 @@ from typing import Any, Mapping, Sequence
 
 from tqdm.auto import tqdm
 
+from ..checkpoint import update_checkpoint
 from ..config import make_config
 from ..data import SplitCache
 from ..errors import ConfigError
 from ..fileio import config_difference, write_json_atomic
-from ..checkpoint import update_checkpoint
 from ..training import CHECKPOINT_NAME
 from .compare_report import (
     Comparison,

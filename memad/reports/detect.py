@@ -219,10 +219,11 @@ def _describe(event: dict[str, Any]) -> str:
             f"{event['end_seconds']:.1f} s), peak {event['peak_score']:.3f} at frame {event['peak_frame']}")
 
 
-def detect(model: StepModel, source: str, out: str | Path, *, options: DetectOptions | None = None, overwrite: bool = False,
-           engine: str = "torch", checkpoint: str | None = None, echo: Callable[[str], None] = print,
-           progress: bool = True) -> dict[str, Any]:
-    """Run ``model`` (a calibrated detector or exported model) over ``source`` and write the outputs under ``out``; returns the summary.
+def detect(model: StepModel, source: str, out: str | Path, *, options: DetectOptions | None = None,
+           overwrite: bool = False, engine: str = "torch", checkpoint: str | None = None,
+           echo: Callable[[str], None] = print, progress: bool = True) -> dict[str, Any]:
+    """Run ``model`` (a calibrated detector or exported model) over ``source`` and write the outputs under
+    ``out``; returns the summary.
 
     One video writes into ``out``; a folder of videos into ``out/<video>/`` each.
     """

@@ -8,43 +8,56 @@ config, the calibration, the threshold and the initial state travel inside the f
 metadata, TorchScript extra files), so a deployment needs nothing else. The exported module runs
 the same step function as offline scoring and streaming (:func:`memad.scoring.step.step_signals`),
 and an exported model is streamed by the same :func:`memad.scoring.stream.stream`, its scorer
-rebuilt from the config.
+rebuilt from the config (:mod:`memad.scoring.exported`).
 
 The export is refused unless its calibrated scores on a check sequence agree with PyTorch's
 (largest absolute difference at most ``atol``, 1e-4); the sequence and its expected scores are
-stored in the file too, and every load runs them again: a tampered or mismatched file is refused
-with the difference found.
+stored in the file too, and every load runs them again. Both formats capture the step with
+``torch.export``, which specialises branches on shapes (fixed in a deployed step) and refuses
+branches on values; a component that cannot be captured (data-dependent Python control flow,
+``.item()``...) is named in one line with the method and line that stopped the export, and a
+TorchScript trace that still warns it may be wrong is refused rather than kept (what makes a
+component exportable: ``docs/plugins.md``).
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import copy
+import importlib.util
+import inspect
 import io
 import json
+import re
+import traceback
 import warnings
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from ..data import open_split
-from ..errors import CheckpointError, ConfigError, DataError
+from ..errors import ConfigError, DataError
 from ..frames import to_float
-from ..network import Network, build_scorer
+from ..network import Network
 from .calibration import require_calibration
+from .exported import TAG, ExportedModel, _read, check_scores, npy_text
 from .step import TorchModel, TorchStepModel, default_map_hw, step_signals, writes_at_test
 from .stream import stream
 
-__all__ = ["export", "load_exported", "ExportedModel", "FORMATS", "ENGINES"]
+__all__ = ["export", "ExportError", "StepModule", "FORMATS", "ENGINES"]
 
 FORMATS = ("onnx", "torchscript")
 #: The engines that run an exported file, by name (``memad detect --engine``).
 ENGINES = {"onnx": "onnxruntime", "torchscript": "torchscript"}
-TAG = "memad-export"
+#: What ``--format onnx`` needs beyond memad's own dependencies.
+DEPLOY_EXTRAS = ("onnx", "onnxruntime", "onnxscript")
+
+
+class ExportError(ConfigError):
+    """A model's step cannot be exported to the format asked for."""
 
 
 class StepModule(nn.Module):
@@ -68,14 +81,13 @@ class StepModule(nn.Module):
                 *[memory._buffers[name] for name in self.state_names])
 
 
-def _npy(arr: np.ndarray) -> str:
-    buf = io.BytesIO()
-    np.save(buf, arr, allow_pickle=False)
-    return base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def _from_npy(text: str) -> np.ndarray:
-    return np.load(io.BytesIO(base64.b64decode(text)), allow_pickle=False)
+def _require_deploy_extras(fmt: str) -> None:
+    if fmt != "onnx":
+        return
+    missing = [m for m in DEPLOY_EXTRAS if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ExportError(f"--format onnx needs {', '.join(missing)}, which are not installed: "
+                          f'pip install "memad[deploy]"')
 
 
 def _check_frames(config: dict[str, Any], data: Any, frames: int) -> np.ndarray:
@@ -85,126 +97,80 @@ def _check_frames(config: dict[str, Any], data: Any, frames: int) -> np.ndarray:
     return videos.frames[:min(frames, videos.lengths[0])].numpy()
 
 
-class ExportedModel:
-    """An exported step with what scoring needs: ``config``, ``scorer``, ``calibration_``, ``threshold_``.
-
-    A :class:`~memad.scoring.step.StepModel`: ``stream`` and ``memad detect`` take it wherever they
-    take a detector. ``step(clip)`` runs one uint8 clip and carries the memory's state on.
-    """
-
-    def __init__(self, path: Path, meta: dict[str, Any], run):
-        self.path, self.meta, self._run = path, meta, run
-        self.config = meta["config"]
-        self.calibration_, self.threshold_ = meta["calibration"], meta["threshold"]
-        self.scorer = build_scorer(self.config)
-        self.clip_length, self.score_offset = meta["clip_length"], meta["score_offset"]
-        self.initial = [_from_npy(s) for s in meta["state"]]
-        self.state = list(self.initial)
-
-    def reset(self) -> None:
-        self.state = list(self.initial)
-
-    def step(self, clip: np.ndarray | Tensor) -> dict[str, np.ndarray]:
-        """One uint8 clip ``(1, L, C, H, W)`` -> ``{signal: (1,)}`` and ``map``; the state moves on."""
-        clip = clip.numpy() if isinstance(clip, Tensor) else np.asarray(clip)
-        outs = self._run(clip.astype(np.uint8), self.state)
-        signals, error_map, self.state = np.asarray(outs[0]), np.asarray(outs[1]), [np.asarray(o) for o in outs[2:]]
-        return {**{n: signals[:, i] for i, n in enumerate(self.meta["signals"])}, "map": error_map}
-
-    def make_step(self, maps: bool, device: torch.device | None = None) -> "_ExportedStep":
-        """The per-clip step :func:`memad.scoring.stream.stream` calls (the state restarts with each stream;
-        the engine runs where it was loaded, whatever ``device`` says)."""
-        self.reset()
-        return _ExportedStep(self)
-
-    def stream(self, frames: Iterable[Any], **options: Any) -> Iterator[Any]:
-        return stream(self, frames, **options)
-
-    def scores(self, frames: np.ndarray) -> np.ndarray:
-        """Calibrated scores of ``frames`` ``(N, C, H, W)`` uint8, streamed from the initial state."""
-        return np.array([r.score for r in self.stream(list(torch.from_numpy(np.asarray(frames))))])
+def _parts(network: Network) -> dict[str, nn.Module]:
+    return {"memory": network.memory, "decoder": network.decoder, "encoder": network.encoder}
 
 
-class _ExportedStep:
-    def __init__(self, model: ExportedModel):
-        self.model = model
-
-    def __call__(self, clip: Tensor) -> dict[str, np.ndarray]:
-        return self.model.step(clip)
-
-    def close(self) -> None:
-        self.model.reset()
-
-
-def _check(model: ExportedModel, frames: np.ndarray, expected: np.ndarray, atol: float, what: str) -> float:
-    got = model.scores(frames)
-    if got.shape != expected.shape:
-        raise CheckpointError(f"{model.path}: {what}: {got.shape[0]} scores for the check sequence, expected "
-                              f"{expected.shape[0]}; refused")
-    diff = float(np.max(np.abs(got - expected))) if len(got) else 0.0
-    if not diff <= atol:  # NaN fails too
-        raise CheckpointError(f"{model.path}: {what}: the largest absolute score difference from PyTorch on the "
-                              f"check sequence is {diff:.3g}, above the {atol:g} allowed; refused")
-    return diff
+def _where(network: Network, text: str) -> str | None:
+    """The innermost ``File "...", line N, in method`` of ``text`` inside one of the network's parts, as
+    ``section 'name': Class.method (file:line)``."""
+    files = {}
+    for section, part in _parts(network).items():
+        with contextlib.suppress(TypeError, OSError):
+            files[str(Path(inspect.getsourcefile(type(part))).resolve())] = (section, part)
+    found = None
+    for path, line, func in re.findall(r'File "([^"]+)", line (\d+), in (\w+)', text):
+        with contextlib.suppress(OSError):
+            key = str(Path(path).resolve())
+            if key in files:
+                section, part = files[key]
+                found = (f"{section} {network.config[section]['name']!r}: {type(part).__name__}.{func} "
+                         f"({Path(path).name}:{line})")
+    return found
 
 
-def _onnx_runner(path: Path, meta: dict[str, Any]):
+def _chain_text(exc: BaseException) -> str:
+    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+
+
+def _reason(exc: BaseException) -> str:
+    """The first line of what stopped the export, from the innermost exception of the chain that says."""
+    while exc.__cause__ is not None and str(exc.__cause__):
+        exc = exc.__cause__
+    first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+    return first[:300]
+
+
+def _trace_onnx(step: StepModule, args: tuple, names: list[str]) -> Any:
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):  # the exporter prints progress
+        warnings.simplefilter("ignore")  # the exporter's own chatter; failures raise
+        program = torch.onnx.export(step, args, dynamo=True, input_names=names, verbose=False,
+                                    output_names=["signals", "map", *[f"{n}_out" for n in names[1:]]])
+    return program.model_proto
+
+
+def _trace_torchscript(step: StepModule, args: tuple) -> torch.jit.ScriptModule:
+    """The step captured by ``torch.export`` (which specialises shape-dependent branches and refuses
+    data-dependent ones, as the ONNX exporter does), then traced into TorchScript. A tracer warning
+    from outside torch's own guards would mean the trace froze a value: refused."""
+    graph = torch.export.export(step, args, strict=False).module()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.trace's own deprecation notice
+        traced = torch.jit.trace(graph, args, check_trace=False)
+    torch_dir = str(Path(torch.__file__).resolve().parent)
+    tracer = [w for w in caught if issubclass(w.category, torch.jit.TracerWarning)
+              and not str(Path(w.filename).resolve()).startswith(torch_dir)]
+    if tracer:
+        w = tracer[0]
+        where = _where(step.network, f'File "{w.filename}", line {w.lineno}, in {_function_at(w.filename, w.lineno)}')
+        raise ExportError(f"--format torchscript: {where or Path(w.filename).name + ':' + str(w.lineno)}: the trace "
+                          f"would be wrong on other inputs ({str(w.message).splitlines()[0]}); use --format onnx, or "
+                          f"make the component traceable (docs/plugins.md, what makes a component exportable)")
+    return traced
+
+
+def _function_at(filename: str, lineno: int) -> str:
+    """The name of the function defined around ``lineno`` of ``filename`` (for a warning's location)."""
     try:
-        import onnxruntime as ort
-    except ImportError as exc:
-        raise ConfigError("the onnxruntime engine needs onnxruntime: pip install 'memad[deploy]'") from exc
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    names = [i.name for i in session.get_inputs()]
-
-    def run(clip: np.ndarray, state: list[np.ndarray]) -> list[np.ndarray]:
-        return session.run(None, dict(zip(names, [clip, *state])))
-
-    return run
-
-
-def _torchscript_runner(module):
-    def run(clip: np.ndarray, state: list[np.ndarray]) -> list[Tensor]:
-        with torch.no_grad():
-            return [o.numpy() for o in module(torch.from_numpy(clip), *[torch.from_numpy(s) for s in state])]
-
-    return run
-
-
-def _read(path: Path) -> tuple[dict[str, Any], Any]:
-    if not path.is_file():
-        raise CheckpointError(f"exported model {path} does not exist")
-    if path.suffix == ".onnx":
-        try:
-            import onnx
-        except ImportError as exc:
-            raise ConfigError("reading an ONNX export needs onnx: pip install 'memad[deploy]'") from exc
-        try:
-            proto = onnx.load(str(path))
-        except Exception as exc:
-            raise CheckpointError(f"{path}: not a readable ONNX file ({exc})") from exc
-        props = {p.key: p.value for p in proto.metadata_props}
-        if TAG not in props:
-            raise CheckpointError(f"{path}: not a memad export (no '{TAG}' metadata)")
-        meta = json.loads(props[TAG])
-        return meta, _onnx_runner(path, meta)
-    files = {f"{TAG}.json": ""}
-    try:
-        module = torch.jit.load(str(path), _extra_files=files, map_location="cpu")
-    except Exception as exc:
-        raise CheckpointError(f"{path}: not a readable TorchScript file ({str(exc).splitlines()[0]})") from exc
-    if not files[f"{TAG}.json"]:
-        raise CheckpointError(f"{path}: not a memad export (no '{TAG}.json' inside)")
-    return json.loads(files[f"{TAG}.json"]), _torchscript_runner(module.eval())
-
-
-def load_exported(path: str | Path) -> ExportedModel:
-    """An exported model, after re-running its stored check sequence (a tampered file is refused)."""
-    path = Path(path)
-    meta, run = _read(path)
-    model = ExportedModel(path, meta, run)
-    check = meta["check"]
-    _check(model, _from_npy(check["frames"]), np.asarray(check["scores"]), check["atol"], "check on load")
-    return model
+        lines = Path(filename).read_text().splitlines()[:lineno]
+    except OSError:
+        return "?"
+    for line in reversed(lines):
+        m = re.match(r"\s*def (\w+)\(", line)
+        if m:
+            return m.group(1)
+    return "?"
 
 
 def export(model: TorchModel, path: str | Path, fmt: str = "onnx", *, data: Any = None, frames: int = 24,
@@ -214,6 +180,7 @@ def export(model: TorchModel, path: str | Path, fmt: str = "onnx", *, data: Any 
     removed, and an error raised, when it exceeds ``atol``)."""
     if fmt not in FORMATS:
         raise ConfigError(f"--format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
+    _require_deploy_extras(fmt)
     cal = require_calibration(model, "an export")
     path = Path(path)
     check_frames = _check_frames(model.config, data, frames)
@@ -232,30 +199,32 @@ def export(model: TorchModel, path: str | Path, fmt: str = "onnx", *, data: Any 
         step(clip, *[s.clone() for s in state])  # learns the signal names
     meta = {"format": TAG, "version": 1, "config": model.config, "calibration": cal,
             "threshold": model.threshold_, "signals": step.signal_names, "state_names": step.state_names,
-            "state": [_npy(s.numpy()) for s in state], "clip_length": model.clip_length,
+            "state": [npy_text(s.numpy()) for s in state], "clip_length": model.clip_length,
             "score_offset": model.score_offset,
-            "check": {"frames": _npy(check_frames), "scores": reference.tolist(), "atol": atol}}
+            "check": {"frames": npy_text(check_frames), "scores": reference.tolist(), "atol": atol}}
     text = json.dumps(meta, default=str)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
     names = ["clip", *[n.replace(".", "_") for n in step.state_names]]
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")  # tracer chatter about constant shapes: the step has fixed ones
-        if fmt == "onnx":
-            import onnx
+    with torch.no_grad():
+        try:
+            if fmt == "onnx":
+                import onnx
 
-            with contextlib.redirect_stdout(io.StringIO()):  # the exporter prints its progress on stdout
-                program = torch.onnx.export(step, (clip, *state), dynamo=True, input_names=names, verbose=False,
-                                            output_names=["signals", "map", *[f"{n}_out" for n in names[1:]]])
-            proto = program.model_proto
-            proto.metadata_props.add(key=TAG, value=text)
-            onnx.save(proto, str(tmp))
-        else:
-            traced = torch.jit.trace(step, (clip, *state), check_trace=False)
-            torch.jit.save(traced, str(tmp), _extra_files={f"{TAG}.json": text})
+                proto = _trace_onnx(step, (clip, *state), names)
+                proto.metadata_props.add(key=TAG, value=text)
+                onnx.save(proto, str(tmp))
+            else:
+                torch.jit.save(_trace_torchscript(step, (clip, *state)), str(tmp), _extra_files={f"{TAG}.json": text})
+        except ExportError:
+            raise
+        except Exception as exc:
+            where = _where(network, _chain_text(exc)) or "the model's step"
+            raise ExportError(f"--format {fmt}: {where} cannot be exported: {_reason(exc)} (docs/plugins.md, what "
+                              f"makes a component exportable)") from exc
     try:
         meta_read, run = _read(tmp)
-        diff = _check(ExportedModel(tmp, meta_read, run), check_frames, reference, atol, "export check")
+        diff = check_scores(ExportedModel(tmp, meta_read, run), check_frames, reference, atol, "export check")
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -214,7 +214,7 @@ def score_frames(model: TorchModel, frames: Any, *, float_range: FloatRange = (0
     scores (the first ``clip_length - 1`` with ``test.score_frame: last``) are NaN. Calibrated scores
     when the model is calibrated."""
     cfg = model.config
-    video = as_video(frames, cfg["data"]["channels"], image_hw(cfg), source="frames", float_range=float_range)
+    video = as_video(frames, cfg["data"]["channels"], image_hw(cfg), source="video", float_range=float_range)
     result = score_videos(model, VideoSet(video.contiguous(), ["video"], [video.shape[0]], source="frames"))
     out = np.full(video.shape[0], np.nan)
     out[result.frame] = result.decision

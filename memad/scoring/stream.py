@@ -118,7 +118,7 @@ def stream(model: StepModel, frames: Iterable[Any], *, policy: Policy = "block",
     """Yield a :class:`FrameResult` per frame of ``frames`` once its clip is complete (see the module docstring).
 
     ``model`` is a calibrated :class:`~memad.scoring.step.StepModel`: a detector
-    (:meth:`Detector.calibrate`), or an exported model (:func:`memad.scoring.export.load_exported`),
+    (:meth:`Detector.calibrate`), or an exported model (:func:`memad.scoring.exported.load_exported`),
     which runs its own engine. Frames are any kind :class:`memad.frames.FrameReader` takes
     (float frames in ``float_range``). The memory is written as the stream goes and restored
     when the generator is closed or exhausted.

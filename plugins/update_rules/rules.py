@@ -1,6 +1,8 @@
 """Memory update rules: how prototype items move towards the queries assigned to them.
 
-All rules see unit-norm ``items`` (M, D) and ``queries`` (K, D) and run without grad.
+All rules see unit-norm ``items`` (M, D) and ``queries`` (K, D) and run without grad; given no
+queries (K = 0: every frame of a test batch gated out) each returns the items unchanged, as the
+:class:`memad.UpdateRule` contract says.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ class MNADUpdate(UpdateRule):
         self.normalise = normalise
 
     def __call__(self, items: Tensor, queries: Tensor) -> Tensor:
+        if queries.shape[0] == 0:
+            return items
         sim, assign = nearest_items(items, queries)
         v = torch.softmax(sim, dim=0)  # per item, over the queries
         weight = v.gather(1, assign[:, None]).squeeze(1)  # v_{k, assign(k)}
@@ -66,6 +70,8 @@ class EMAUpdate(UpdateRule):
         self.momentum = momentum
 
     def __call__(self, items: Tensor, queries: Tensor) -> Tensor:
+        if queries.shape[0] == 0:
+            return items
         _, assign = nearest_items(items, queries)
         sums = torch.zeros_like(items).index_add_(0, assign, queries)
         counts = torch.bincount(assign, minlength=items.shape[0]).to(items.dtype)
