@@ -14,7 +14,7 @@ so the random streams (and the walkers' and events' paths) do not depend on it.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.ndimage import gaussian_filter
@@ -23,7 +23,7 @@ UNITS = 64.0  # a frame is 64 walkway units a side
 KINDS = ("tiles", "bricks", "planks", "cobbles", "gravel")
 #: Border (off-walkway) reflectances: grass, soil, grey gravel, asphalt; mixed per scene.
 BORDERS = np.array([[0.30, 0.46, 0.22], [0.50, 0.40, 0.30], [0.50, 0.50, 0.50], [0.28, 0.28, 0.30]])
-MASK_ALPHA = 0.02  # a pixel belongs to an object's mask when the object covers more than this of it
+MASK_ALPHA = 0.0  # a pixel belongs to an object's mask when the object covers any of it
 
 
 def pick(u: float, lo: float, hi: float, centre: float, variety: float) -> float:
@@ -80,7 +80,7 @@ def draw_scene(rng: np.random.Generator, variety: float) -> Scene:
     tint = np.array([1.0, 0.0, -1.0]) * p(2, -0.06, 0.06, 0) + np.array([-0.5, 1.0, -0.5]) * p(3, -0.02, 0.02, 0)
     cast = np.exp(np.array([1.0, 0.0, -1.0]) * p(5, -0.12, 0.12, 0) + np.array([0, 1.0, 0]) * p(6, -0.05, 0.05, 0))
     cast /= cast @ np.array([0.299, 0.587, 0.114])
-    shadow_angle = u[8] * 2 * math.pi
+    shadow_angle = p(8, 0.0, 2 * math.pi, 0.4 * math.pi)
     shadow_len = p(9, 0.0, 0.5, 0.2)
     return Scene(
         kind=kind, period=p(10, 4.0, 14.0, 8.0), angle=p(11, 0.0, 90.0, 0.0), joint=p(12, 0.05, 0.45, 0.25),
@@ -89,7 +89,7 @@ def draw_scene(rng: np.random.Generator, variety: float) -> Scene:
         pave_rgb=tuple(float(x) for x in 0.5 + tint), border_rgb=tuple(float(x) for x in border),
         brightness=p(17, 0.28, 0.72, 0.5), contrast=p(18, 0.55, 1.45, 1.0), cast=tuple(float(x) for x in cast),
         gradient=(p(19, -0.3, 0.3, 0.0), p(20, -0.3, 0.3, 0.0)),
-        drift=p(21, 0.0, 0.12, 0.0), drift_period=p(22, 60.0, 240.0, 120.0), drift_phase=float(u[23] * 2 * math.pi),
+        drift=p(21, 0.0, 0.12, 0.0), drift_period=p(22, 60.0, 240.0, 120.0), drift_phase=p(23, 0.0, 2 * math.pi, 0.0),
         flicker=p(24, 0.01, 0.04, 0.0) if u[25] < 0.4 * v else 0.0, noise=p(26, 0.004, 0.035, 0.012),
         walkers=int(round(p(27, 0.5, 8.49, 4.0))), walker_height=p(28, 6.0, 10.0, 8.0),
         walker_speed=p(29, 0.6, 1.4, 1.0),
@@ -127,7 +127,8 @@ def _paving(scene: Scene, yy: np.ndarray, xx: np.ndarray, px: float, rng: np.ran
         d = np.minimum(_edge_distance(pu + shift, length), _edge_distance(pv, p))
     elif scene.kind == "cobbles":
         g = np.arange(-1, int(UNITS / p) + 2)
-        centres = (np.stack(np.meshgrid(g, g, indexing="ij"), -1).reshape(-1, 2) + rng.uniform(0.1, 0.9, (g.size ** 2, 2))) * p
+        grid = np.stack(np.meshgrid(g, g, indexing="ij"), -1).reshape(-1, 2)
+        centres = (grid + rng.uniform(0.1, 0.9, grid.shape)) * p  # one stone per cell of a jittered grid
         dist = np.hypot(yy.reshape(-1, 1) - centres[:, 0], xx.reshape(-1, 1) - centres[:, 1])
         two = np.partition(dist, 1, axis=1)[:, :2]
         cell = dist.argmin(axis=1).reshape(yy.shape)
@@ -174,9 +175,10 @@ class Part:
 
 @dataclass
 class Sprite:
+    """An object: its parts, painted in order, and the shadow it casts (None: none)."""
+
     parts: list[Part]
     shadow: Part | None = None
-    extra: dict = field(default_factory=dict)
 
 
 def _coverage(part: Part, cx: float, cy: float, size: int) -> tuple[slice, slice, np.ndarray] | None:
@@ -198,6 +200,7 @@ def _coverage(part: Part, cx: float, cy: float, size: int) -> tuple[slice, slice
 
 def draw_shadow(frame: np.ndarray, sprite: Sprite, cx: float, cy: float, darkness: float,
                 mask: np.ndarray | None = None) -> None:
+    """Darken the ground under ``sprite``'s shadow by ``darkness``; with ``mask``, mark its pixels."""
     if sprite.shadow is None or darkness <= 0:
         return
     cov = _coverage(sprite.shadow, cx, cy, frame.shape[0])
@@ -227,7 +230,11 @@ def draw_sprite(frame: np.ndarray, sprite: Sprite, cx: float, cy: float, mask: n
             mask[ys, xs] |= alpha > MASK_ALPHA
 
 
-def person(h: float, phase: float, clothes, head, shadow: tuple[float, float, float], vertical: bool = False) -> Sprite:
+Colour = tuple[float, ...]
+
+
+def person(h: float, phase: float, clothes: Colour, head: Colour, shadow: tuple[float, float, float],
+           vertical: bool = False) -> Sprite:
     """A pedestrian seen from above at an angle: legs (swinging with ``phase``), body, head."""
     swing = 0.12 * h * math.sin(phase)
     legs = [Part(0.1 * h * side + (0 if vertical else swing * side), 0.36 * h + (swing * side if vertical else 0),

@@ -172,7 +172,7 @@ def make_scenes(split: str, image_size: tuple[int, int] = (64, 64), channels: in
 
 
 def scenes(split, image_size, channels, labels=None, mask_size=64, arg=None):
-    """Walkway videos whose scene differs from video to video (``scenes``, ``scenes:SEED``, ``scenes:key=value,...``)."""
+    """Walkway videos whose scene differs from video to video: ``scenes``, ``scenes:SEED``, ``scenes:key=value,...``."""
     spec = parse_spec(arg)
     if labels is not None:
         raise DataError(f"dataset 'scenes' has its own labels (from its masks), cannot use the label file {labels}")
