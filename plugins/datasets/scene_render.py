@@ -7,8 +7,10 @@ optional flicker), a colour cast, brightness and contrast, Gaussian noise.
 
 Each draw is :func:`pick` ``(u, lo, hi, centre)``: uniform in ``[lo, hi]`` at ``variety`` 1, the
 ``centre`` at ``variety`` 0 (every video then shows one scene, as ``synthetic`` does), in between
-a proportionally narrower range around the centre. Every draw is taken whatever ``variety`` is,
-so the random streams (and the walkers' and events' paths) do not depend on it.
+a proportionally narrower range around the centre. The paving kind (else ``tiles``) and the
+flicker are random in a ``variety`` share of the videos, and the border moves from grey to its
+random ground. Every draw is taken whatever ``variety`` is, so the random streams (and the
+walkers' and events' paths) do not depend on it.
 """
 
 from __future__ import annotations
