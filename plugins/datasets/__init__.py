@@ -6,6 +6,7 @@ from memad.data.synthetic import make_synthetic
 from memad.errors import DataError
 
 from .avenue import avenue
+from .scenes import scenes
 from .shanghaitech import shanghaitech
 from .ucsd import ucsd
 
@@ -30,6 +31,8 @@ def digits(split, image_size, channels, labels=None, mask_size=64, arg=None):
 def memad_register(registry):
     registry.add("dataset", "synthetic", synthetic)
     registry.add("dataset", "digits", digits)
+    # Generated walkway videos whose scene differs between videos (scenes, scenes:SEED, scenes:key=value,...).
+    registry.add("dataset", "scenes", scenes)
     # Benchmarks in the layout they are downloaded in (avenue:PATH, shanghaitech:PATH, ucsd:PATH).
     registry.add("dataset", "avenue", avenue)
     registry.add("dataset", "shanghaitech", shanghaitech)
