@@ -29,7 +29,9 @@ def test_macro_one_class_treatments_by_hand():
     v0, v1 = 3.5 / 4, 2.5 / 3
     assert frame_auroc_macro(SCORES, LABELS, VIDEO) == pytest.approx((v0 + v1 + 0.5) / 3)
     assert frame_auroc_macro(SCORES, LABELS, VIDEO, single_class="pad") == pytest.approx((v0 + v1 + 0.5) / 3)
-    assert frame_auroc_macro(SCORES, LABELS, VIDEO, single_class="pad_single") == pytest.approx((v0 + v1) / 3)
+    # pad_single: v0 gets a normal frame at .2: (0.5 + 1 + 1) / 3; v1 an anomalous one at .6: (1 + 0.5) / 2
+    assert frame_auroc_macro(SCORES, LABELS, VIDEO, single_class="pad_single") == pytest.approx(
+        (2.5 / 3 + 1.5 / 2 + 0.0) / 3)
     assert frame_auroc_macro(SCORES, LABELS, VIDEO, single_class="skip") == 0.0
 
 

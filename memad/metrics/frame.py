@@ -66,14 +66,16 @@ def frame_auroc_macro(scores: np.ndarray, labels: np.ndarray, video: np.ndarray,
       normal frame scored 0 and an anomalous frame scored 1 to *every* video's per-video min-max
       normalised scores): every video gets a dummy normal frame at its lowest score and a dummy
       anomalous frame at its highest (the same thing, whatever the scores' scale).
-    - ``"pad_single"``: only the one-class videos get the two dummy frames.
+    - ``"pad_single"``: a one-class video gets one dummy frame of the class it lacks, a normal one at
+      its lowest score or an anomalous one at its highest (as Georgescu et al. describe their macro
+      AUROC); the other videos are left as they are.
     - ``"skip"``: one-class videos are left out (as ``frame_metrics``' ``frame_auroc_macro``).
 
     None when no video is left. Frames are grouped by ``video`` id; their order does not matter.
 
     >>> s, y, v = np.array([.2, .5, .9, .1, .8]), np.array([1, 1, 1, 0, 1]), np.array([0, 0, 0, 1, 1])
     >>> frame_auroc_macro(s, y, v, single_class="skip"), frame_auroc_macro(s, y, v, single_class="pad_single")
-    (1.0, 0.9375)
+    (1.0, 0.9166666666666666)
     """
     if single_class not in SINGLE_CLASS:
         raise ConfigError(f"single_class must be one of {', '.join(SINGLE_CLASS)}, got {single_class!r}")
@@ -81,11 +83,12 @@ def frame_auroc_macro(scores: np.ndarray, labels: np.ndarray, video: np.ndarray,
     per_video = []
     for v in np.unique(video):
         s, y = scores[video == v], labels[video == v]
-        both = two_classes(y)
-        if single_class == "pad" or (single_class == "pad_single" and not both):
+        if single_class == "pad":
             s, y = np.concatenate([[s.min()], s, [s.max()]]), np.concatenate([[False], y, [True]])
-        elif not both:
-            continue
+        elif not two_classes(y):
+            if single_class == "skip":
+                continue
+            s, y = np.append(s, s.min() if y.all() else s.max()), np.append(y, not y.all())
         per_video.append(roc_auc_score(y, s))
     return float(np.mean(per_video)) if per_video else None
 
