@@ -18,7 +18,8 @@ def finite_scores(scores: np.ndarray, what: str = "anomaly scores") -> np.ndarra
     return scores
 
 
-def frame_arrays(scores: np.ndarray, labels: np.ndarray, video: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def frame_arrays(scores: np.ndarray, labels: np.ndarray,
+                 video: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Scores (float64), labels (bool) and video ids of the scored frames, checked to be one of each per frame."""
     scores = finite_scores(scores)
     labels, video = np.asarray(labels), np.asarray(video)

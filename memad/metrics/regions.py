@@ -25,7 +25,6 @@ ground-truth masks.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -247,7 +246,8 @@ def rbdc_tbdc(maps: np.ndarray, masks: np.ndarray | None, video: np.ndarray, *, 
     """
     maps, masks, video = _check(maps, masks, video, tracks, beta, alpha, max_fp)
     gt = ground_truth_tracks(masks, video, tracks)
-    given = None if isinstance(thresholds, (int, np.integer)) else np.sort(finite_scores(thresholds, "thresholds"))[::-1]
+    count = isinstance(thresholds, (int, np.integer))
+    given = None if count else np.sort(finite_scores(thresholds, "thresholds"))[::-1]
     if given is None and (isinstance(thresholds, bool) or thresholds < 1):
         raise ConfigError(f"thresholds must be a count >= 1 or an array of map levels, got {thresholds!r}")
     if segment_at is not None:
