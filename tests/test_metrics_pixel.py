@@ -98,3 +98,12 @@ def test_one_class_none_and_bad_input():
         PixelAUROC(bins=1001)
     with pytest.raises(ConfigError, match="scale"):
         PixelAUROC(scale=0.0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_counts_on_the_gpu_match_the_cpu():
+    rng = np.random.default_rng(3)
+    masks = torch.from_numpy(rng.random((8, 32, 32)) < 0.2)
+    maps = torch.from_numpy(rng.exponential(size=(8, 32, 32))) + masks
+    cpu, gpu = _streamed(maps, masks, batch=2), _streamed(maps.cuda(), masks.cuda(), batch=2)
+    assert gpu.compute() == pytest.approx(cpu.compute(), abs=1e-12)

@@ -167,8 +167,11 @@ def _detected_tracks(hits: np.ndarray, gt: GroundTruthRegions, alpha: float) -> 
 
 def _check(maps: np.ndarray, masks: np.ndarray | None, video: np.ndarray, tracks: np.ndarray | None,
            beta: float, alpha: float, max_fp: float) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
-    maps, video = finite_scores(maps, "anomaly-map values"), np.asarray(video)
-    if maps.ndim != 3 or video.shape != (len(maps),):
+    maps, video = np.asarray(maps), np.asarray(video)
+    maps = maps if maps.dtype.kind == "f" else maps.astype(np.float64)  # float32 maps stay float32
+    if not np.isfinite(maps).all():
+        finite_scores(maps, "anomaly-map values")  # raises, naming the first
+    if maps.ndim != 3 or len(maps) == 0 or video.shape != (len(maps),):
         raise DataError(f"maps {maps.shape} and video {video.shape}: expected maps (N, h, w) and one video id per map")
     if masks is None and tracks is None:
         raise DataError("masks: expected the ground-truth masks (N, h, w), or track ids through tracks=")
@@ -251,6 +254,8 @@ def rbdc_tbdc(maps: np.ndarray, masks: np.ndarray | None, video: np.ndarray, *, 
     if given is None and (isinstance(thresholds, bool) or thresholds < 1):
         raise ConfigError(f"thresholds must be a count >= 1 or an array of map levels, got {thresholds!r}")
     if segment_at is not None:
+        if not np.isfinite(segment_at):
+            raise ConfigError(f"segment_at must be a finite map level, got {segment_at!r}")
         levels, fp, rbdr, tbdr = _sweep_fixed(maps, gt, float(segment_at), given, beta, alpha)
     else:
         if given is None:
