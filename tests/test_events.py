@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from memad import ConfigError
-from memad.reports.events import EventTracker, find_events
+from memad.events import EventTracker, find_events
 
 
 def _events(scores, **kw):

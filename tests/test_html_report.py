@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 
-from memad.reports.events import EventTracker, find_events
+from memad.events import EventTracker, find_events
 from memad.reports.html_report import ReportBuilder
 
 

@@ -6,7 +6,7 @@ For each video of the input (see :mod:`memad.data.footage`) it writes, into its 
 - ``scores.csv`` and ``scores.jsonl``: per scored frame, the calibrated score, the smoothed score,
   the 0/1 decision and the per-frame signals (written and flushed line by line);
 - ``events.json`` and ``events.csv``: anomalous events (start, end, peak score, peak frame) after
-  temporal smoothing and hysteresis (:mod:`memad.reports.events`);
+  temporal smoothing and hysteresis (:mod:`memad.events`);
 - ``annotated.mp4``: each frame with its error heatmap, the score curve and the threshold;
 - ``report.html``: one self-contained page, offline: the score timeline with the events, and
   clicking a point shows that frame with its heatmap;
@@ -33,11 +33,11 @@ from tqdm.auto import tqdm
 
 from ..data.footage import Footage, resolve_footage
 from ..errors import ConfigError
+from ..events import EventTracker
 from ..fileio import write_json_atomic, write_text_atomic
 from ..scoring.calibration import require_calibration
 from ..scoring.step import StepModel
 from ..scoring.stream import stream
-from .events import EventTracker
 from .html_report import ReportBuilder
 from .overlay import overlay_heatmap
 

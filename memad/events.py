@@ -28,7 +28,7 @@ import collections
 from dataclasses import asdict, dataclass, field
 from typing import Iterable
 
-from ..errors import ConfigError
+from .errors import ConfigError
 
 __all__ = ["Event", "Step", "EventTracker", "find_events"]
 
