@@ -24,8 +24,10 @@ from .pdm import (OffsetNet, gradient_difference, magnitude_loss, scaled_window,
 
 
 class DMADEncoder(Encoder):
-    """The input frames, then stages of ``widths`` channels (two conv-BN-ReLU each, max-pooled between
-    them; the bottleneck ends in a plain convolution, its output quantised by the codebook).
+    """DMAD-PDM's encoder: the input frames as its first map, then stages of ``widths`` channels.
+
+    Each stage is two conv-BN-ReLU, max-pooled between stages; the bottleneck ends in a plain convolution
+    (its output is what the codebook quantises).
 
     Maps: ``[x, f_0, ..., f_n]`` with channels ``[in_channels, *widths]`` and reductions ``[1, 1, 2, 4, ...]``.
 

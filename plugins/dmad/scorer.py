@@ -40,7 +40,9 @@ def robust_smooth(values: np.ndarray, weights: Sequence[float], keep: int) -> np
 
 
 class DMADScorer(Scorer):
-    """``a g~(deformation) + b g~(recon_l1) + c g~(gradient_error)``, ``g~`` the min-max normalisation
+    """DMAD-PDM's score: deformation, L1 error and gradient error, normalised, smoothed and mixed (0.2, 0.4, 0.6).
+
+    ``a g~(deformation) + b g~(recon_l1) + c g~(gradient_error)``, ``g~`` the min-max normalisation
     (per video, or the calibration's ranges) followed by :func:`robust_smooth` within each video.
 
     The official weights are a = 0.2, b = 0.4, c = 0.6, the window the 11 weights of its Ped2 evaluation
