@@ -109,3 +109,15 @@ def test_library_modules_do_not_import_the_cli():
     users = {m for m, deps in graph.items() if any(d == "memad.cli" or d.startswith("memad.cli.") for d in deps)
              and not m.startswith("memad.cli") and m != "memad.__main__"}
     assert not users
+
+
+def test_every_package_is_installed():
+    """pyproject.toml lists the packages by hand (memad_plugins maps to plugins/): none may be missing."""
+    import tomllib
+
+    project = tomllib.loads((CORE.parent / "pyproject.toml").read_text())
+    listed = set(project["tool"]["setuptools"]["packages"])
+    found = {".".join(p.relative_to(CORE.parent).parts[:-1]) for p in CORE.rglob("__init__.py")}
+    found |= {".".join(("memad_plugins", *p.relative_to(CORE.parent / "plugins").parts[:-1])).rstrip(".")
+              for p in (CORE.parent / "plugins").rglob("__init__.py")}
+    assert found == listed, f"missing {sorted(found - listed)}, stale {sorted(listed - found)}"
