@@ -121,3 +121,25 @@ def test_every_package_is_installed():
     found |= {".".join(("memad_plugins", *p.relative_to(CORE.parent / "plugins").parts[:-1])).rstrip(".")
               for p in (CORE.parent / "plugins").rglob("__init__.py")}
     assert found == listed, f"missing {sorted(found - listed)}, stale {sorted(listed - found)}"
+
+
+def test_no_import_cycle_between_subpackages():
+    """memad's subpackages (memad.data, memad.scoring...) and top-level modules as units: imports between
+    units point one way, as docs/concepts.md draws them (model <-> scoring was such a cycle)."""
+    def unit(module: str) -> str:
+        return ".".join(module.split(".")[:2])
+
+    units: dict[str, set[str]] = {}
+    for module, deps in import_graph().items():
+        units.setdefault(unit(module), set())
+        if unit(module) == "memad":  # the public facade imports everything by design
+            continue
+        units[unit(module)] |= {unit(d) for d in deps if unit(d) != unit(module)}
+    assert {"memad.network", "memad.training", "memad.scoring", "memad.detector", "memad.frames"} <= set(units)
+    assert find_cycle(units) is None, " -> ".join(find_cycle(units))
+
+
+def test_training_and_scoring_never_import_the_estimator():
+    graph = import_graph()
+    users = {m for m, deps in graph.items() if "memad.detector" in deps}
+    assert not {m for m in users if m.startswith(("memad.training", "memad.scoring", "memad.network"))}, users
