@@ -48,6 +48,54 @@ def attention_entropy(weights: Tensor, eps: float = 1e-12) -> Tensor:
     return -(weights * torch.log(weights + eps)).sum(dim=1).mean()
 
 
+#: (query, item) weights held at a time by :func:`sparse_read` on a CPU: the logits and the weights of a
+#: chunk of queries (1 MiB each in fp32) stay in the cache through the softmax, the shrinkage and the read.
+CPU_CHUNK_WEIGHTS = 2**18
+#: The same on a GPU, where each chunk costs kernel launches: chunks only bound the temporaries' memory.
+GPU_CHUNK_WEIGHTS = 2**26
+
+
+@torch.no_grad()
+def sparse_read(query: Tensor, items: Tensor, threshold: float, how: Literal["dot", "cosine"] = "dot",
+                eps: float = 1e-12, chunk: int | None = None) -> tuple[Tensor, Tensor]:
+    """``(w @ items, attention_entropy(w))`` for ``w = sparse_address(query, items, threshold, how)``,
+    without autograd: the same operations on about ``chunk`` queries at a time, in place.
+
+    The dense form holds every (query, item) pair in each of some ten temporaries (at 2,000
+    items, 8 KB per query each); here a chunk's logits and weights are two reused buffers that
+    stay in the cache. Each operation is the dense form's on a block of rows (hard shrinkage
+    ``relu(w - t) w / (|w - t| + eps)`` is ``d w / (d + eps)`` with ``d = max(w - t, 0)``: equal
+    wherever ``w > t``, zero elsewhere), so a read differs from the dense one only where a
+    matrix product rounds a block of rows differently from the whole. The chunks are of equal
+    size (the last one is not a remainder of a few rows). ``chunk`` defaults to about
+    :data:`CPU_CHUNK_WEIGHTS` (or :data:`GPU_CHUNK_WEIGHTS`) weights.
+    """
+    n_query, n_items = query.shape[0], items.shape[0]
+    if chunk is None:
+        budget = CPU_CHUNK_WEIGHTS if query.device.type == "cpu" else GPU_CHUNK_WEIGHTS
+        chunk = max(1, budget // n_items)
+    pieces = max(1, -(-n_query // chunk))
+    bounds = [i * n_query // pieces for i in range(pieces + 1)]
+    rows = max(b - a for a, b in zip(bounds, bounds[1:]))
+    keys = F.normalize(items, dim=1) if how == "cosine" else items
+    logits = query.new_empty(rows, n_items)
+    weights = torch.empty_like(logits)
+    read = query.new_empty(n_query, items.shape[1])
+    plogp = query.new_empty(n_query)
+    for start, stop in zip(bounds, bounds[1:]):
+        q = query[start:stop]
+        z, w = logits[:stop - start], weights[:stop - start]
+        torch.mm(F.normalize(q, dim=1) if how == "cosine" else q, keys.t(), out=z)
+        torch.softmax(z, 1, out=w)
+        if threshold > 0:
+            d = torch.sub(w, threshold, out=z).clamp_min_(0)
+            w.mul_(d).div_(d.add_(eps))
+            w.div_(torch.linalg.vector_norm(w, 1, dim=1, keepdim=True).clamp_min_(1e-12))  # F.normalize(p=1)
+        torch.mm(w, items, out=read[start:stop])
+        torch.sum(torch.add(w, eps, out=z).log_().mul_(w), dim=1, out=plogp[start:stop])
+    return read, -plogp.mean()
+
+
 class MemAEMemory(Memory):
     """MemAE's memory: a sparse (hard-shrunk) softmax over items learned by gradient, read per position.
 
@@ -55,6 +103,9 @@ class MemAEMemory(Memory):
     ``nn.Parameter`` trained with the rest of the network; nothing is written outside the
     gradient step. Features may be ``(B, C, h, w)`` or ``(B, C, t, h, w)`` (3D models):
     each position's C-vector is one query.
+
+    Without a gradient to compute (scoring) the read is :func:`sparse_read`, the same weights
+    in chunks; training, or ``fast_read = False`` on the module, keeps the dense form.
 
     Args:
         in_channels: feature dimension (the encoder's last width), filled in by memad.
@@ -64,6 +115,9 @@ class MemAEMemory(Memory):
         entropy: weight of the entropy loss of the shrunk weights (0.0002).
         addressing: ``"dot"`` (the official code) or ``"cosine"`` (the paper's text).
     """
+
+    #: Read with :func:`sparse_read` when no gradient is needed (False: always the dense form).
+    fast_read: bool = True
 
     def __init__(
         self,
@@ -101,11 +155,15 @@ class MemAEMemory(Memory):
         with torch.autocast(features.device.type, enabled=False):
             channels_last = features.float().movedim(1, -1)
             query = channels_last.reshape(-1, self.dim)
-            weights = sparse_address(query, self.items, self.shrink, self.addressing)
-            read = (weights @ self.items).view(channels_last.shape).movedim(-1, 1)
-            ent = attention_entropy(weights)
-            if self.training and not self._checked_dead:
-                self._warn_if_dead(weights)
+            if self._needs_graph(query):
+                weights = sparse_address(query, self.items, self.shrink, self.addressing)
+                read = weights @ self.items
+                ent = attention_entropy(weights)
+                if self.training and not self._checked_dead:
+                    self._warn_if_dead(weights)
+            else:  # scoring: nothing to differentiate, the chunked in-place read
+                read, ent = sparse_read(query, self.items, self.shrink, self.addressing)
+            read = read.view(channels_last.shape).movedim(-1, 1)
         return MemoryOutput(
             read=read.to(features.dtype),
             loss=self.entropy * ent,
@@ -113,6 +171,13 @@ class MemAEMemory(Memory):
             logs={"entropy": ent.detach()},
             query=None,
         )
+
+    def _needs_graph(self, query: Tensor) -> bool:
+        """Whether the read must be the dense autograd form: a gradient may flow, a tracer or
+        compiler records the graph (an export keeps the dense read's operators), or ``fast_read`` is off."""
+        if not self.fast_read or torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling():
+            return True
+        return torch.is_grad_enabled() and (query.requires_grad or self.items.requires_grad)
 
     def _warn_if_dead(self, weights: Tensor) -> None:
         # Weights start near 1/N: with shrink above that, every weight can be cut, the read is
