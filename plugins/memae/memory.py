@@ -48,9 +48,12 @@ def attention_entropy(weights: Tensor, eps: float = 1e-12) -> Tensor:
     return -(weights * torch.log(weights + eps)).sum(dim=1).mean()
 
 
-#: (query, item) weights held at a time by :func:`sparse_read` on a CPU: the logits and the weights of a
-#: chunk of queries (1 MiB each in fp32) stay in the cache through the softmax, the shrinkage and the read.
+#: (query, item) weights held at a time by :func:`sparse_read` on a CPU with one thread: a chunk's three
+#: buffers (1 MiB each in fp32) stay in the cache through the softmax, the shrinkage and the read.
 CPU_CHUNK_WEIGHTS = 2**18
+#: The same with several threads, in all: each chunk's dozen operations are a dozen barriers, where all the
+#: threads wait for the slowest (on a loaded machine, for one the system has descheduled): fewer, larger chunks.
+CPU_THREADED_CHUNK_WEIGHTS = 2**21
 #: The same on a GPU, where each chunk costs kernel launches: chunks only bound the temporaries' memory.
 GPU_CHUNK_WEIGHTS = 2**26
 
@@ -59,40 +62,52 @@ GPU_CHUNK_WEIGHTS = 2**26
 def sparse_read(query: Tensor, items: Tensor, threshold: float, how: Literal["dot", "cosine"] = "dot",
                 eps: float = 1e-12, chunk: int | None = None) -> tuple[Tensor, Tensor]:
     """``(w @ items, attention_entropy(w))`` for ``w = sparse_address(query, items, threshold, how)``,
-    without autograd: the same operations on about ``chunk`` queries at a time, in place.
+    without autograd, about ``chunk`` queries at a time in reused buffers.
 
     The dense form holds every (query, item) pair in each of some ten temporaries (at 2,000
-    items, 8 KB per query each); here a chunk's logits and weights are two reused buffers that
-    stay in the cache. Each operation is the dense form's on a block of rows (hard shrinkage
-    ``relu(w - t) w / (|w - t| + eps)`` is ``d w / (d + eps)`` with ``d = max(w - t, 0)``: equal
-    wherever ``w > t``, zero elsewhere), so a read differs from the dense one only where a
-    matrix product rounds a block of rows differently from the whole. The chunks are of equal
-    size (the last one is not a remainder of a few rows). ``chunk`` defaults to about
-    :data:`CPU_CHUNK_WEIGHTS` (or :data:`GPU_CHUNK_WEIGHTS`) weights.
+    items, 8 KB per query each); here a chunk's logits and weights stay in the cache. The read
+    takes the dense form's operations on blocks of rows: hard shrinkage ``relu(w - t) w / (|w - t|
+    + eps)`` is ``d w / (d + eps)`` with ``d = max(w - t, 0)``, the same wherever ``w > t`` and
+    zero elsewhere; the L1 norm is ``vector_norm`` as in ``F.normalize``. It can differ from the
+    dense read only where a matrix product rounds a block of rows differently from the whole
+    (the chunks are of equal sizes, never a remainder of a few rows). The entropy is computed
+    without a logarithm per weight (``log w = z - max z + log max w`` for the softmax of logits
+    ``z``, and ``log(d / (d + eps)) = -eps / (d + eps)`` to first order): equal to the dense
+    one to rounding. ``chunk`` defaults to about :data:`CPU_CHUNK_WEIGHTS` weights
+    (:data:`CPU_THREADED_CHUNK_WEIGHTS` with several threads, :data:`GPU_CHUNK_WEIGHTS` on a GPU).
     """
     n_query, n_items = query.shape[0], items.shape[0]
     if chunk is None:
-        budget = CPU_CHUNK_WEIGHTS if query.device.type == "cpu" else GPU_CHUNK_WEIGHTS
+        budget = (GPU_CHUNK_WEIGHTS if query.device.type != "cpu" else
+                  CPU_CHUNK_WEIGHTS if torch.get_num_threads() == 1 else CPU_THREADED_CHUNK_WEIGHTS)
         chunk = max(1, budget // n_items)
     pieces = max(1, -(-n_query // chunk))
     bounds = [i * n_query // pieces for i in range(pieces + 1)]
     rows = max(b - a for a, b in zip(bounds, bounds[1:]))
     keys = F.normalize(items, dim=1) if how == "cosine" else items
-    logits = query.new_empty(rows, n_items)
-    weights = torch.empty_like(logits)
+    buffers = query.new_empty(3, rows, n_items)
     read = query.new_empty(n_query, items.shape[1])
-    plogp = query.new_empty(n_query)
+    plogp = query.new_empty(n_query)  # sum_i w_i log w_i per query
     for start, stop in zip(bounds, bounds[1:]):
-        q = query[start:stop]
-        z, w = logits[:stop - start], weights[:stop - start]
-        torch.mm(F.normalize(q, dim=1) if how == "cosine" else q, keys.t(), out=z)
+        z, w, u = buffers[:, :stop - start]
+        torch.mm(F.normalize(query[start:stop], dim=1) if how == "cosine" else query[start:stop], keys.t(), out=z)
         torch.softmax(z, 1, out=w)
+        log_w_max = w.amax(1).log_()  # = -log sum_i exp(z_i - max z)
+        z.sub_(z.amax(1, keepdim=True))  # log w = z + log_w_max from here on
         if threshold > 0:
-            d = torch.sub(w, threshold, out=z).clamp_min_(0)
+            d = torch.sub(w, threshold, out=u).clamp_min_(0)
             w.mul_(d).div_(d.add_(eps))
-            w.div_(torch.linalg.vector_norm(w, 1, dim=1, keepdim=True).clamp_min_(1e-12))  # F.normalize(p=1)
+            total = torch.linalg.vector_norm(w, 1, dim=1, keepdim=True)
+            norm = total.clamp_min(1e-12)
+            w.div_(norm)  # F.normalize(p=1)
+            # log of a read weight: log w + log(d / (d + eps)) - log norm; the weights sum to total / norm (1, or 0)
+            mass = (total / norm).squeeze(1)
+            torch.sum(u.reciprocal_().mul_(w), dim=1, out=plogp[start:stop]).mul_(-eps)
+            plogp[start:stop] += (log_w_max - norm.squeeze(1).log()) * mass
+        else:
+            plogp[start:stop] = log_w_max
         torch.mm(w, items, out=read[start:stop])
-        torch.sum(torch.add(w, eps, out=z).log_().mul_(w), dim=1, out=plogp[start:stop])
+        plogp[start:stop] += torch.sum(z.mul_(w), dim=1)
     return read, -plogp.mean()
 
 
@@ -104,8 +119,8 @@ class MemAEMemory(Memory):
     gradient step. Features may be ``(B, C, h, w)`` or ``(B, C, t, h, w)`` (3D models):
     each position's C-vector is one query.
 
-    Without a gradient to compute (scoring) the read is :func:`sparse_read`, the same weights
-    in chunks; training, or ``fast_read = False`` on the module, keeps the dense form.
+    Without a gradient to compute (scoring on a CPU) the read is :func:`sparse_read`, the same
+    weights in chunks; training, a GPU, or ``fast_read = False`` on the module keep the dense form.
 
     Args:
         in_channels: feature dimension (the encoder's last width), filled in by memad.
@@ -116,7 +131,7 @@ class MemAEMemory(Memory):
         addressing: ``"dot"`` (the official code) or ``"cosine"`` (the paper's text).
     """
 
-    #: Read with :func:`sparse_read` when no gradient is needed (False: always the dense form).
+    #: Read with :func:`sparse_read` on a CPU when no gradient is needed (False: always the dense form).
     fast_read: bool = True
 
     def __init__(
@@ -173,9 +188,12 @@ class MemAEMemory(Memory):
         )
 
     def _needs_graph(self, query: Tensor) -> bool:
-        """Whether the read must be the dense autograd form: a gradient may flow, a tracer or
-        compiler records the graph (an export keeps the dense read's operators), or ``fast_read`` is off."""
-        if not self.fast_read or torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling():
+        """Whether the read must be the dense form: a gradient may flow, a tracer or compiler records the
+        graph (an export keeps the dense read's operators), ``fast_read`` is off, or the read is not on a
+        CPU (where :func:`sparse_read`'s blocks of rows are checked to round as the whole does)."""
+        if not self.fast_read or query.device.type != "cpu":
+            return True
+        if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling():
             return True
         return torch.is_grad_enabled() and (query.requires_grad or self.items.requires_grad)
 
