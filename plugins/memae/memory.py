@@ -49,8 +49,8 @@ def attention_entropy(weights: Tensor, eps: float = 1e-12) -> Tensor:
 
 
 #: (query, item) weights held at a time by :func:`sparse_read` on a CPU with one thread: a chunk's three
-#: buffers (1 MiB each in fp32) stay in the cache through the softmax, the shrinkage and the read.
-CPU_CHUNK_WEIGHTS = 2**18
+#: buffers (2 MiB each in fp32) stay in the cache through the softmax, the shrinkage and the read.
+CPU_CHUNK_WEIGHTS = 2**19
 #: The same with several threads, in all: each chunk's dozen operations are a dozen barriers, where all the
 #: threads wait for the slowest (on a loaded machine, for one the system has descheduled): fewer, larger chunks.
 CPU_THREADED_CHUNK_WEIGHTS = 2**21
@@ -87,27 +87,30 @@ def sparse_read(query: Tensor, items: Tensor, threshold: float, how: Literal["do
     keys = F.normalize(items, dim=1) if how == "cosine" else items
     buffers = query.new_empty(3, rows, n_items)
     read = query.new_empty(n_query, items.shape[1])
-    plogp = query.new_empty(n_query)  # sum_i w_i log w_i per query
+    # Per query, for the entropy: max softmax weight, L1 norm of the shrunk weights, sum of w_i / (d_i + eps),
+    # and sum of w_i (z_i - max z), w the read weights.
+    w_max, total, cut, centred = query.new_empty(4, n_query)
     for start, stop in zip(bounds, bounds[1:]):
         z, w, u = buffers[:, :stop - start]
         torch.mm(F.normalize(query[start:stop], dim=1) if how == "cosine" else query[start:stop], keys.t(), out=z)
         torch.softmax(z, 1, out=w)
-        log_w_max = w.amax(1).log_()  # = -log sum_i exp(z_i - max z)
-        z.sub_(z.amax(1, keepdim=True))  # log w = z + log_w_max from here on
+        torch.amax(w, 1, out=w_max[start:stop])  # = 1 / sum_i exp(z_i - max z)
+        z.sub_(z.amax(1, keepdim=True))
         if threshold > 0:
             d = torch.sub(w, threshold, out=u).clamp_min_(0)
             w.mul_(d).div_(d.add_(eps))
-            total = torch.linalg.vector_norm(w, 1, dim=1, keepdim=True)
-            norm = total.clamp_min(1e-12)
-            w.div_(norm)  # F.normalize(p=1)
-            # log of a read weight: log w + log(d / (d + eps)) - log norm; the weights sum to total / norm (1, or 0)
-            mass = (total / norm).squeeze(1)
-            torch.sum(u.reciprocal_().mul_(w), dim=1, out=plogp[start:stop]).mul_(-eps)
-            plogp[start:stop] += (log_w_max - norm.squeeze(1).log()) * mass
-        else:
-            plogp[start:stop] = log_w_max
+            norm = torch.linalg.vector_norm(w, 1, dim=1, keepdim=True, out=total[start:stop, None])
+            w.div_(norm.clamp_min(1e-12))  # F.normalize(p=1)
+            torch.sum(u.reciprocal_().mul_(w), dim=1, out=cut[start:stop])
         torch.mm(w, items, out=read[start:stop])
-        plogp[start:stop] += torch.sum(z.mul_(w), dim=1)
+        torch.sum(z.mul_(w), dim=1, out=centred[start:stop])
+    # sum_i w_i log w_i, with log w_i = (z_i - max z) + log w_max + log(d_i / (d_i + eps)) - log norm and
+    # log(d / (d + eps)) = -eps / (d + eps) to first order; the read weights sum to total / norm: 1, or 0.
+    if threshold > 0:
+        norm = total.clamp_min(1e-12)
+        plogp = centred + (w_max.log() - norm.log()) * (total / norm) - eps * cut
+    else:
+        plogp = centred + w_max.log()
     return read, -plogp.mean()
 
 
