@@ -51,9 +51,10 @@ def attention_entropy(weights: Tensor, eps: float = 1e-12) -> Tensor:
 #: (query, item) weights held at a time by :func:`sparse_read` on a CPU with one thread: a chunk's three
 #: buffers (2 MiB each in fp32) stay in the cache through the softmax, the shrinkage and the read.
 CPU_CHUNK_WEIGHTS = 2**19
-#: The same with several threads, in all: each chunk's dozen operations are a dozen barriers, where all the
-#: threads wait for the slowest (on a loaded machine, for one the system has descheduled): fewer, larger chunks.
-CPU_THREADED_CHUNK_WEIGHTS = 2**21
+#: The same with several threads, in all (at least CPU_CHUNK_WEIGHTS per thread): each chunk's dozen
+#: operations are a dozen barriers where the threads wait for the slowest, on a loaded machine for one the
+#: system has descheduled. Fewer, larger chunks: on 2 busy cores 2^21 ran at half the speed of 2^23.
+CPU_THREADED_CHUNK_WEIGHTS = 2**23
 #: The same on a GPU, where each chunk costs kernel launches: chunks only bound the temporaries' memory.
 GPU_CHUNK_WEIGHTS = 2**26
 
@@ -78,8 +79,9 @@ def sparse_read(query: Tensor, items: Tensor, threshold: float, how: Literal["do
     """
     n_query, n_items = query.shape[0], items.shape[0]
     if chunk is None:
-        budget = (GPU_CHUNK_WEIGHTS if query.device.type != "cpu" else
-                  CPU_CHUNK_WEIGHTS if torch.get_num_threads() == 1 else CPU_THREADED_CHUNK_WEIGHTS)
+        threads = torch.get_num_threads()
+        budget = (GPU_CHUNK_WEIGHTS if query.device.type != "cpu" else CPU_CHUNK_WEIGHTS if threads == 1 else
+                  max(CPU_THREADED_CHUNK_WEIGHTS, CPU_CHUNK_WEIGHTS * threads))
         chunk = max(1, budget // n_items)
     pieces = max(1, -(-n_query // chunk))
     bounds = [i * n_query // pieces for i in range(pieces + 1)]
