@@ -13,7 +13,9 @@ largest absolute difference of the scores and of each raw signal (``psnr``, ``ms
     OMP_NUM_THREADS=2 python benchmarks/memory_read_speed.py                 # ml_memae_sc, 64x64, 2 and 1 threads
     OMP_NUM_THREADS=2 python benchmarks/memory_read_speed.py --videos 1 --repeats 1 --out /tmp/x.json
 
-Writes ``benchmarks/results/memory_read_speed.json``.
+Writes ``benchmarks/results/memory_read_speed.json``. On a machine where other processes hold the
+cores, OpenMP threads that spin at each barrier slow the chunked read's many small operations most:
+``OMP_WAIT_POLICY=PASSIVE`` (recorded in the file) shows the two-thread figure without that.
 """
 
 from __future__ import annotations
@@ -138,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "test": detector.config["test"], "videos": len(videos.lengths), "repeats": args.repeats,
         "command_line": shlex.join(["python", "benchmarks/memory_read_speed.py",
                                     *(sys.argv[1:] if argv is None else argv)]),
-        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "environment": helpers.environment(torch.device("cpu")),
         "load_average": f"{load_before[0]:.2f} before, {os.getloadavg()[0]:.2f} after",
         "seconds": time.perf_counter() - t0, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
