@@ -171,19 +171,17 @@ class MemAEMemory(Memory):
         if features.dim() < 3 or features.shape[1] != self.dim:
             raise ValueError(f"MemAE memory: expected features (B, {self.dim}, ...spatial), "
                              f"got shape {tuple(features.shape)}")
-        # Softmax over 2000 items and a threshold of 0.0025 need float32 even under autocast.
-        with torch.autocast(features.device.type, enabled=False):
-            channels_last = features.float().movedim(1, -1)
-            query = channels_last.reshape(-1, self.dim)
-            if self._needs_graph(query):
-                weights = sparse_address(query, self.items, self.shrink, self.addressing)
-                read = weights @ self.items
-                ent = attention_entropy(weights)
-                if self.training and not self._checked_dead:
-                    self._warn_if_dead(weights)
-            else:  # scoring: nothing to differentiate, the chunked in-place read
-                read, ent = sparse_read(query, self.items, self.shrink, self.addressing)
-            read = read.view(channels_last.shape).movedim(-1, 1)
+        channels_last = features.float().movedim(1, -1)
+        query = channels_last.reshape(-1, self.dim)
+        if self._needs_graph(query):
+            weights = sparse_address(query, self.items, self.shrink, self.addressing)
+            read = weights @ self.items
+            ent = attention_entropy(weights)
+            if self.training and not self._checked_dead:
+                self._warn_if_dead(weights)
+        else:  # scoring: nothing to differentiate, the chunked in-place read
+            read, ent = sparse_read(query, self.items, self.shrink, self.addressing)
+        read = read.view(channels_last.shape).movedim(-1, 1)
         return MemoryOutput(
             read=read.to(features.dtype),
             loss=self.entropy * ent,
