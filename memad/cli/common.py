@@ -55,3 +55,39 @@ def report(metrics: dict[str, Any], as_json: bool) -> int:
         detail = "normal" if m["normal"] else f"auroc {fmt(m['auroc'])}"
         print(f"{'category ' + cat:>22}: {detail} ({m['images']} images)")
     return 0
+
+
+def number(kind: type, *, low: float | None = None, high: float | None = None, low_open: bool = False,
+           high_open: bool = False):
+    """An argparse ``type`` for a number in a range: a bad value stops the command before any work, with
+    argparse's one line naming the option (``argument --timeout: expected a number > 0, got -1``).
+
+    >>> number(float, low=0, low_open=True)("2.5")
+    2.5
+    """
+    what = "an integer" if kind is int else "a number"
+    bounds = []
+    if low is not None:
+        bounds.append(f"{'>' if low_open else '>='} {low:g}")
+    if high is not None:
+        bounds.append(f"{'<' if high_open else '<='} {high:g}")
+    wanted = f"{what}{' ' + ' and '.join(bounds) if bounds else ''}"
+
+    def convert(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}") from None
+        if isinstance(value, float) and value != value:  # NaN
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}")
+        if (low is not None and (value < low or (low_open and value == low))) or \
+                (high is not None and (value > high or (high_open and value == high))):
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text}")
+        return value
+
+    convert.__name__ = kind.__name__  # argparse names the type in its messages
+    return convert
+
+
+#: The false-alarm rate a calibration is asked for: a fraction strictly between 0 and 1.
+RATE = number(float, low=0, high=1, low_open=True, high_open=True)

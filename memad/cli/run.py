@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from .common import add_set, overrides, print_json, report
+from .common import RATE, add_set, number, overrides, print_json, report
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -45,7 +45,7 @@ def setup_list(p: argparse.ArgumentParser) -> Handler:
 
 
 def _add_calibration_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--false-alarm-rate", type=float, default=0.01, metavar="RATE",
+    p.add_argument("--false-alarm-rate", type=RATE, default=0.01, metavar="RATE",
                    help="calibration: the fraction of normal frames the threshold may flag (default 0.01)")
     p.add_argument("--videos", nargs="+", metavar="NAME",
                    help="calibration: these normal videos of DATA's training split (default: the ones held out of "
@@ -65,7 +65,7 @@ def setup_train(p: argparse.ArgumentParser) -> Handler:
     """train a preset on a dataset (and calibrate its scores on the training videos)"""
     p.add_argument("preset")
     p.add_argument("--data", required=True, help="dataset root, a data spec such as 'synthetic' or 'ucsd:PATH'")
-    p.add_argument("--epochs", type=int)
+    p.add_argument("--epochs", type=number(int, low=0))
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: auto)")
     p.add_argument("--out", help="folder for the checkpoint (default: runs/PRESET)")
@@ -82,10 +82,11 @@ def setup_train(p: argparse.ArgumentParser) -> Handler:
         from ..data import VideoSet, open_split
         from ..detector import build
         from ..distributed import is_main
+        from ..outputs import out_folder
         from ..training import CHECKPOINT_NAME
 
         det = build(args.preset, **overrides(args))
-        out = Path(args.out or Path("runs") / det.config["name"])
+        out = out_folder(args.out or Path("runs") / det.config["name"])
         # With --eval, a bad test split or label file must fail now, not after hours of training.
         test_set = open_split(args.data, "testing", det.config, labels=args.labels) if args.eval else None
         counts = det.count_parameters()
@@ -143,10 +144,11 @@ def setup_calibrate(p: argparse.ArgumentParser) -> Handler:
     def run(args: argparse.Namespace) -> int:
         from ..checkpoint import update_checkpoint
         from ..detector import load
+        from ..outputs import out_file
 
+        target = out_file(args.out or args.checkpoint, suffixes=(".pt",), default_name=Path(args.checkpoint).name)
         det = load(args.checkpoint, overrides=overrides(args))
         det.calibrate(args.data, false_alarm_rate=args.false_alarm_rate, videos=args.videos)
-        target = Path(args.out or args.checkpoint)
         update_checkpoint(args.checkpoint, target, config=det.config, calibration=det.calibration_,
                           threshold=det.threshold_)
         if args.json:

@@ -133,7 +133,7 @@ def _fill(src: SplitSource, sink, size_hw: tuple[int, int], channels: int, mask_
                     masks.append(np.zeros((n, *mask_hw), dtype=bool))
                     mask_any.append(np.full(n, -1, dtype=np.int8))
                 else:
-                    m, a = read_masks(video, n, mask_hw)
+                    m, a = read_masks(video, n, mask_hw, frame_size=native)
                     masks.append(m)
                     mask_any.append(a.astype(np.int8))
     return {"names": [v.name for v in src.videos], "lengths": lengths,

@@ -88,15 +88,20 @@ def _check_count(found: int, n: int, what: str, where: object, video: VideoEntry
                         f"expected one per frame")
 
 
-def read_masks(video: VideoEntry, n: int, size_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+def read_masks(video: VideoEntry, n: int, size_hw: tuple[int, int], frame_size: tuple[int, int] | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
     """Video ``video``'s ``n`` masks shrunk to ``size_hw`` (bool ``(n, h, w)``), and per frame
-    whether its full-size mask has an anomalous pixel (bool ``(n,)``)."""
+    whether its full-size mask has an anomalous pixel (bool ``(n,)``). With ``frame_size`` (the
+    frames' native ``(width, height)``), a mask of another size is an error naming both: stretched
+    onto its frame it would mark the wrong pixels."""
     masks = video.masks
     if isinstance(masks, list):
         _check_count(len(masks), n, "masks", masks[0].parent if masks else video.path, video)
         with ThreadPoolExecutor(_workers()) as pool:
-            read = list(pool.map(lambda p: _read_mask(p, size_hw), masks))
-        return np.stack([m for m, _ in read]), np.array([a for _, a in read], dtype=bool)
+            read = list(pool.map(lambda p: _read_mask(p, size_hw, with_size=True), masks))
+        for path, (_, _, size) in zip(masks, read):
+            _check_mask_size(path, size, frame_size, video)
+        return np.stack([m for m, _, _ in read]), np.array([a for _, a, _ in read], dtype=bool)
     if isinstance(masks, Path):
         frames = _mask_arrays(masks)
         _check_count(len(frames), n, "masks", masks, video)
@@ -104,9 +109,17 @@ def read_masks(video: VideoEntry, n: int, size_hw: tuple[int, int]) -> tuple[np.
         anomalous = np.empty(n, dtype=bool)
         for i, full in enumerate(frames):
             full = np.asarray(full) != 0
+            _check_mask_size(f"{masks} (mask {i})", (full.shape[1], full.shape[0]), frame_size, video)
             small[i], anomalous[i] = shrink_mask(full, size_hw), full.any()
         return small, anomalous
     raise DataError(f"video {video.name!r} ({video.path}) has no masks")
+
+
+def _check_mask_size(where: object, size: tuple[int, int], frame_size: tuple[int, int] | None,
+                     video: VideoEntry) -> None:
+    if frame_size is not None and tuple(size) != tuple(frame_size):
+        raise DataError(f"{where}: the mask is {size[0]}x{size[1]} (width x height), the frames of video "
+                        f"{video.name!r} are {frame_size[0]}x{frame_size[1]}; expected masks the size of their frames")
 
 
 def _mask_arrays(path: Path) -> Sequence[np.ndarray]:
