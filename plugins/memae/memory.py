@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from memad import Memory, MemoryOutput
+from memad import LevelExplanation, Memory, MemoryOutput
 
 
 def hard_shrink_relu(weights: Tensor, threshold: float, eps: float = 1e-12) -> Tensor:
@@ -113,6 +113,18 @@ class MemAEMemory(Memory):
             logs={"entropy": ent.detach()},
             query=None,
         )
+
+    @torch.no_grad()
+    def explain(self, features: Tensor) -> list[LevelExplanation]:
+        """Each position's item of largest read weight (shrinkage keeps the addressing's order), the mean
+        squared difference to it and the largest read weights; 2D ``(B, C, h, w)`` or 3D ``(B, C, t, h, w)``."""
+        from memad.explanation import explain_nearest
+
+        channels_last = features.float().movedim(1, -1)
+        query = channels_last.reshape(-1, self.dim)
+        weights = sparse_address(query, self.items, self.shrink, self.addressing).view(*channels_last.shape[:-1], -1)
+        assignment = address(query, self.items, self.addressing).argmax(1).view(channels_last.shape[:-1])
+        return [explain_nearest(features, self.items, assignment, weights)]
 
     def _warn_if_dead(self, weights: Tensor) -> None:
         # Weights start near 1/N: with shrink above that, every weight can be cut, the read is
