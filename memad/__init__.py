@@ -8,6 +8,7 @@
 
 from .detector import Detector, build, load
 from .errors import CheckpointError, ConfigError, DataError, MemadError, NumericalError
+from .explain import explain
 from .hookspecs import hookimpl
 from .interfaces import (
     Decoder,
@@ -33,7 +34,7 @@ def list_presets() -> list[str]:
 
 
 __all__ = [
-    "build", "load", "compare", "Detector", "Network", "build_component", "register", "list_components",
+    "build", "load", "compare", "explain", "Detector", "Network", "build_component", "register", "list_components",
     "list_presets", "get_registry",
     "reload_plugins", "hookimpl", "Encoder", "Memory", "MemoryOutput", "LevelExplanation", "Decoder", "DecoderOutput",
     "Scorer", "UpdateRule", "FrameStats", "MemadError", "ConfigError", "DataError", "CheckpointError", "NumericalError",

@@ -22,8 +22,8 @@ def explains(memory: Memory) -> bool:
 
 def explained_part(network: Any) -> nn.Module | None:
     """The part of a :class:`memad.Network` whose reads are explained: its memory when that explains, else
-    the decoder's ``explained_unit`` (a module that gets the features first and has ``explain``: MPN's
-    dynamic prototypes); None when neither."""
+    the decoder's ``explained_unit`` (a module that gets the features first and has ``explain``: prototypes
+    made per input inside a decoder); None when neither."""
     if explains(network.memory):
         return network.memory
     unit = getattr(network.decoder, "explained_unit", None)
