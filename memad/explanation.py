@@ -11,8 +11,7 @@ from torch import Tensor, nn
 
 from .interfaces import LevelExplanation, Memory
 
-__all__ = ["explains", "explained_part", "complete_levels", "explain_nearest", "top_weights", "registered_as",
-           "effective_number"]
+__all__ = ["explains", "explained_part", "complete_levels", "explain_nearest", "top_weights", "effective_number"]
 
 
 def explains(memory: Memory) -> bool:
@@ -55,16 +54,6 @@ def effective_number(counts: Tensor) -> float:
     p = counts.double() / counts.sum().clamp_min(1)
     p = p[p > 0]
     return round(float(torch.exp(-(p * p.log()).sum())), 6)
-
-
-def registered_as(obj: object, kind: str) -> str:
-    """``'name' (distribution)`` of the registered component whose class ``obj`` is, else its class name."""
-    from .registry import get_registry
-
-    for entry in get_registry():
-        if entry.kind == kind and entry.obj is type(obj):
-            return f"{entry.name!r} ({entry.source})"
-    return f"{type(obj).__name__!r} (not registered)"
 
 
 def top_weights(weights: Tensor, k: int = 5) -> tuple[Tensor, Tensor]:

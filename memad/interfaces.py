@@ -157,9 +157,11 @@ class Memory(nn.Module, abc.ABC):
         level, in ``levels`` order. Optional; no state changes, no gradients. The default raises a
         :class:`memad.ConfigError` naming the memory."""
         from .errors import ConfigError
-        from .explanation import registered_as
+        from .registry import get_registry
 
-        raise ConfigError(f"memory {registered_as(self, 'memory')} does not explain its reads: it has no explain()")
+        found = [f"{e.name!r} ({e.source})" for e in get_registry() if e.kind == "memory" and e.obj is type(self)]
+        who = found[0] if found else f"{type(self).__name__!r} (not registered)"
+        raise ConfigError(f"memory {who} does not explain its reads: it has no explain()")
 
     def test_write(self, out: MemoryOutput, output: Tensor, target: Tensor) -> None:
         """The test-time write protocol, after each forward pass on test frames (no gradients).

@@ -16,7 +16,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import matplotlib
 
@@ -30,8 +30,8 @@ from ..fileio import write_json_atomic  # noqa: E402
 from ..reports.overlay import overlay_heatmap, to_rgb  # noqa: E402
 from .regions import grid_slot, item_colours, strongest_region, to_frame  # noqa: E402
 
-if TYPE_CHECKING:
-    from .run import Explanation, LevelReport
+# An Explanation / LevelReport of memad.explain.run (not imported: run imports this module to write).
+Explanation = LevelReport = Any
 
 __all__ = ["write_all", "atlas", "usage_chart", "usage_timeline", "geometry_chart", "frame_view"]
 
@@ -48,17 +48,17 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def _suffix(expl: "Explanation", lv: "LevelReport") -> str:
+def _suffix(expl: Explanation, lv: LevelReport) -> str:
     return "" if len(expl.levels) == 1 else ("_unit" if lv.level is None else f"_l{lv.level}")
 
 
-def _shown_items(lv: "LevelReport", most: int) -> np.ndarray:
+def _shown_items(lv: LevelReport, most: int) -> np.ndarray:
     if lv.num_items <= most:
         return np.arange(lv.num_items)
     return np.sort(np.argsort(-lv.train.counts, kind="stable")[:most])
 
 
-def atlas(lv: "LevelReport", path: Path, title: str) -> Path:
+def atlas(lv: LevelReport, path: Path, title: str) -> Path:
     """The item atlas of one level (see the module docstring)."""
     items = _shown_items(lv, MAX_ROWS)
     m, k, c, h, w = lv.exemplars.shape
@@ -94,7 +94,7 @@ def atlas(lv: "LevelReport", path: Path, title: str) -> Path:
     return _save(fig, path)
 
 
-def usage_chart(expl: "Explanation", path: Path) -> Path:
+def usage_chart(expl: Explanation, path: Path) -> Path:
     """Training share per item (bars) and per test video (a heatmap), for every level."""
     fig, axes = plt.subplots(2 * len(expl.levels), 1, figsize=(10, 5.2 * len(expl.levels)), squeeze=False,
                              gridspec_kw={"height_ratios": [2, 1.3] * len(expl.levels)})
@@ -125,7 +125,7 @@ def usage_chart(expl: "Explanation", path: Path) -> Path:
     return _save(fig, path)
 
 
-def usage_timeline(expl: "Explanation", path: Path) -> Path:
+def usage_timeline(expl: Explanation, path: Path) -> Path:
     """Per test frame: the shares of the most used items (stacked), the score and the anomalous frames."""
     scores = expl.scores
     fig, axes = plt.subplots(len(expl.levels) + 1, 1, figsize=(12, 2.6 * (len(expl.levels) + 1)), sharex=True,
@@ -160,7 +160,7 @@ def usage_timeline(expl: "Explanation", path: Path) -> Path:
     return _save(fig, path)
 
 
-def geometry_chart(expl: "Explanation", path: Path) -> Path:
+def geometry_chart(expl: Explanation, path: Path) -> Path:
     """Pairwise item distances, nearest-other-item distances and query margins, for every level."""
     fig, axes = plt.subplots(len(expl.levels), 3, figsize=(15, 4.2 * len(expl.levels)), squeeze=False)
     for n, lv in enumerate(expl.levels):
@@ -201,7 +201,7 @@ def geometry_chart(expl: "Explanation", path: Path) -> Path:
     return _save(fig, path)
 
 
-def frame_view(expl: "Explanation", pos: int, path: Path) -> tuple[Path, list[dict[str, Any]]]:
+def frame_view(expl: Explanation, pos: int, path: Path) -> tuple[Path, list[dict[str, Any]]]:
     """One test frame: the frame, its error heatmap, the items read and the distance map, per level."""
     scores, test = expl.scores, expl.test
     frame = to_rgb(test.frames[int(scores.frame[pos])].permute(1, 2, 0).numpy())
@@ -243,7 +243,7 @@ def frame_view(expl: "Explanation", pos: int, path: Path) -> tuple[Path, list[di
     return _save(fig, path), regions
 
 
-def write_all(expl: "Explanation", out: Any) -> dict[str, Any]:
+def write_all(expl: Explanation, out: Any) -> dict[str, Any]:
     """Every figure and ``explain.json`` into ``out``; returns ``{name: path}`` (frames: a list)."""
     from .summary import summary
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from ..scoring import reads
 
-if TYPE_CHECKING:
-    from .run import Explanation
+# An Explanation of memad.explain.run (not imported: run imports this module to write).
+Explanation = Any
 
 __all__ = ["summary", "RULE"]
 
@@ -17,7 +17,7 @@ __all__ = ["summary", "RULE"]
 RULE = (reads.__doc__ or "").split("The receptive-field rule: ", 1)[-1].split("\n\n")[0].replace("\n", " ").strip()
 
 
-def summary(expl: "Explanation", regions: dict[str, list[dict[str, Any]]], files: dict[str, Any]) -> dict[str, Any]:
+def summary(expl: Explanation, regions: dict[str, list[dict[str, Any]]], files: dict[str, Any]) -> dict[str, Any]:
     """Per level: training usage (shares, effective number, dead and rare items), each item's distance
     quantiles and exemplar sources, the geometry, per-video test usage; the frames shown with the item read
     in their largest-error cell; the test metrics when the test split has labels; the files written."""
