@@ -116,7 +116,7 @@ h1{font-size:19px;margin:0 0 4px}
 main{display:grid;grid-template-columns:minmax(0,3fr) minmax(280px,2fr);gap:18px;padding:18px 22px}
 #timeline{width:100%;height:260px;background:#1d2026;border:1px solid #333;border-radius:6px;cursor:crosshair}
 #view{background:#1d2026;border:1px solid #333;border-radius:6px;padding:10px}
-#view img{width:100%;image-rendering:auto;border-radius:4px;display:block;background:#000;min-height:60px}
+#view #frame{width:100%;border-radius:4px;display:block;background:#000;min-height:60px}
 #caption{font-size:13px;margin-top:8px;color:#ccd}
 table{border-collapse:collapse;width:100%;font-size:13px;margin-top:14px}
 td,th{padding:4px 8px;border-bottom:1px solid #2c2f36;text-align:left}
@@ -124,7 +124,7 @@ tr.ev{cursor:pointer} tr.ev:hover{background:#2a2e37}
 .legend span{display:inline-block;margin-right:14px;font-size:12px;color:#aab}
 .sw{display:inline-block;width:12px;height:3px;vertical-align:middle;margin-right:5px}
 #wrap{position:relative}
-#region{position:absolute;border:2px solid #fff;box-shadow:0 0 0 1px #000;pointer-events:none;display:none}
+#region{position:absolute;box-sizing:border-box;border:2px solid #fff;box-shadow:0 0 0 1px #000;pointer-events:none;display:none}
 #memory{font-size:13px;margin-top:10px;color:#ccd}
 .lvl{border-top:1px solid #333;padding-top:8px;margin-top:8px}
 .ex{height:56px;image-rendering:pixelated;display:block;margin:6px 0;border-radius:3px;max-width:100%}
@@ -149,6 +149,10 @@ tr.ev{cursor:pointer} tr.ev:hover{background:#2a2e37}
 <script id="data" type="application/json">__DATA__</script>
 <script>
 const D = JSON.parse(document.getElementById('data').textContent);
+const frameImg = document.getElementById('frame');
+frameImg.addEventListener('load', () => {  // at most 380 px tall, so the memory panel stays in view
+  document.getElementById('wrap').style.maxWidth = `${380 * frameImg.naturalWidth / frameImg.naturalHeight}px`;
+});
 const canvas = document.getElementById('timeline'), ctx = canvas.getContext('2d');
 const stored = Object.keys(D.images).map(Number).sort((a, b) => a - b);
 const n = D.frame.length, first = n ? D.frame[0] : 0, last = n ? D.frame[n - 1] : 1;
