@@ -203,3 +203,22 @@ def test_training_records_item_health_and_warns_when_most_items_are_dead():
     finally:
         health.close()
     assert record == {"effective_items": 1.0, "dead_items": 0.9}
+
+
+def test_distinct_exemplars_are_each_items_nearest_positions():
+    gen = torch.Generator().manual_seed(2)
+    profile = ReadProfile(channels=1, k=3, crops=False, distinct=True)
+    best: dict[tuple[int, int], float] = {}
+    for _ in range(5):
+        a = torch.randint(0, 3, (3, 2, 2), generator=gen)
+        d = torch.rand(3, 2, 2, generator=gen)
+        profile(torch.zeros(3, 1, 8, 8), [LevelExplanation(a, d, torch.zeros(3, 2), cell=(4, 4))])
+        for (b, i, j), m in np.ndenumerate(a.numpy()):
+            key = (m, i * 2 + j)
+            best[key] = min(best.get(key, np.inf), float(d[b, i, j]))
+    lp = profile.finish().levels[0]
+    for m in range(3):
+        expected = sorted(v for (item, _), v in best.items() if item == m)[:3]
+        assert lp.best_d[m, :len(expected)].tolist() == pytest.approx(expected)
+        positions = [(int(s[2]), int(s[3])) for s in lp.best_src[m] if s[0] >= 0]
+        assert len(positions) == len(set(positions))  # one exemplar per grid position

@@ -23,6 +23,9 @@ def setup_explain(p: argparse.ArgumentParser) -> Handler:
     p.add_argument("--k", type=int, default=8, help="training crops per item in the atlas (default 8)")
     p.add_argument("--context", type=float, default=0.5,
                    help="each crop is the query's cell widened by this many cells on every side (default 0.5)")
+    p.add_argument("--distinct", action="store_true",
+                   help="at most one crop per item and grid position (a static camera's nearest crops are otherwise "
+                        "often one spot in consecutive frames)")
     p.add_argument("--labels", help="label file for the test split (.npy or .mat)")
     p.add_argument("--device")
     p.add_argument("--json", action="store_true", help="print explain.json")
@@ -41,7 +44,7 @@ def setup_explain(p: argparse.ArgumentParser) -> Handler:
             raise ConfigError(f"--context: expected 0 or more cells, got {args.context}")
         det = load(args.checkpoint, overrides=overrides(args))
         result = explain(det, args.data, frames=args.frames, top=args.top, k=args.k, context=args.context,
-                         labels=args.labels)
+                         distinct=args.distinct, labels=args.labels)
         files = result.write(args.out)
         if args.json:
             with open(files["json"]) as fh:

@@ -113,10 +113,11 @@ def top_frames(scores: Scores, n: int, apart: int = 10) -> list[int]:
     return chosen
 
 
-def _train_pass(detector: Any, data: Any, k: int, context: float) -> tuple[ReadProfile, np.ndarray, VideoSet]:
+def _train_pass(detector: Any, data: Any, k: int, context: float, distinct: bool
+                ) -> tuple[ReadProfile, np.ndarray, VideoSet]:
     cfg = detector.config
     split = open_split(data, "training", cfg)
-    profile = ReadProfile(cfg["data"]["channels"], k=k, context=context)
+    profile = ReadProfile(cfg["data"]["channels"], k=k, context=context, distinct=distinct)
     update = cfg["test"]["update"]
     cfg["test"]["update"] = False  # the items as trained: no test-time writes (and so, batched)
     try:
@@ -144,11 +145,12 @@ def _source(lp: LevelProfile, m: int, n: int, train_frame: np.ndarray, split: Vi
 
 
 def explain(detector: Any, data: Any, *, frames: Sequence[str] | None = None, top: int = 4, k: int = 8,
-            context: float = 0.5, labels: Any = None) -> Explanation:
+            context: float = 0.5, distinct: bool = False, labels: Any = None) -> Explanation:
     """Explain ``detector``'s memory on ``data`` (training and test splits; see the module docstring).
 
     ``frames`` names test frames to show (``"VIDEO:INDEX"``), default the ``top`` top-scored ones; ``k``
-    exemplars per item; ``context`` widens each crop by that many cells on every side. A memory that
+    exemplars per item (``distinct``: at most one per grid position); ``context`` widens each crop by that
+    many cells on every side. A memory that
     does not explain its reads is a :class:`memad.ConfigError` (its :meth:`memad.Memory.explain`).
     """
     network = detector.network
@@ -156,7 +158,7 @@ def explain(detector: Any, data: Any, *, frames: Sequence[str] | None = None, to
         network.memory.explain(None)  # raises the memory's own message
     if k < 1:
         raise ConfigError(f"k: expected at least 1 exemplar per item, got {k}")
-    profile, train_frame, train_split = _train_pass(detector, data, k, context)
+    profile, train_frame, train_split = _train_pass(detector, data, k, context, distinct)
     if not profile.levels:
         raise DataError(f"{train_split.source}: no training clip was scored, so no read was recorded")
     test = open_split(data, "testing", detector.config, labels=labels)
@@ -193,5 +195,5 @@ def explain(detector: Any, data: Any, *, frames: Sequence[str] | None = None, to
             test_assignment=assign_maps.numpy(), test_distance=dist_maps.numpy(), test_usage=per_video,
             margins=margins))
     return Explanation(detector.config["name"], levels, scores, test, chosen, profile.samples,
-                       {"k": k, "context": context, "top": top, "frames": list(frames or [])},
+                       {"k": k, "context": context, "distinct": distinct, "top": top, "frames": list(frames or [])},
                        detector.score_offset, detector.config["data"]["frames"])

@@ -49,7 +49,7 @@ def usage(counts: np.ndarray) -> Usage:
 
     >>> u = usage(np.array([6, 3, 1, 0]))
     >>> u.share.tolist(), u.dead.tolist(), u.rare.tolist(), round(u.effective, 3)
-    ([0.6, 0.3, 0.1, 0.0], [3], [], 2.448)
+    ([0.6, 0.3, 0.1, 0.0], [3], [], 2.455)
     """
     counts = np.asarray(counts, dtype=np.int64)
     total = counts.sum()

@@ -78,11 +78,13 @@ class ReadProfile:
         distances: keep every position's distance (thinned past :data:`DISTANCE_CAP`) for quantiles.
         keep_maps: keep every sample's assignment and distance maps (frame views, timelines).
         crops: cut exemplar crops (False: only their distances and positions).
+        distinct: at most one exemplar per item and grid position (a static camera's nearest positions
+            are otherwise often one spot in consecutive frames).
     """
 
     def __init__(self, channels: int, k: int = 4, context: float = 0.5, distances: bool = True,
-                 keep_maps: bool = False, crops: bool = True):
-        self.channels, self.k, self.context = channels, int(k), float(context)
+                 keep_maps: bool = False, crops: bool = True, distinct: bool = False):
+        self.channels, self.k, self.context, self.distinct = channels, int(k), float(context), distinct
         self.keep_distances, self.keep_maps, self.crops = distances, keep_maps, crops
         self.levels: list[LevelProfile] = []
         self.samples = 0
@@ -131,12 +133,21 @@ class ReadProfile:
         cand = torch.nonzero(d < lp.best_d[a, -1]).flatten()
         if cand.numel() == 0:
             return
+        positions = int(np.prod(lp.grid))
+        if self.distinct:  # the nearest sample at each (item, position) only
+            cand = cand[_first_per_key(a[cand] * positions + cand % positions, d[cand])]
         sel = cand[_k_smallest_per_group(a[cand], d[cand], lp.num_items, self.k)]
         src = _unravel(sel, lp.grid, self.samples)
         patches = self._crop(lp, src, frames) if frames is not None else None
         m, k = lp.num_items, self.k
         all_a = torch.cat([torch.arange(m, device=a.device).repeat_interleave(k), a[sel]])
         all_d = torch.cat([lp.best_d.reshape(-1), d[sel]])
+        if self.distinct:
+            all_src = torch.cat([lp.best_src.reshape(-1, 4), src])
+            pos = (all_src[:, 1] * lp.grid[-2] + all_src[:, 2]) * lp.grid[-1] + all_src[:, 3]
+            unique = torch.zeros_like(all_d, dtype=torch.bool)
+            unique[_first_per_key(all_a * positions + pos, all_d)] = True
+            all_d = torch.where(unique, all_d, torch.full_like(all_d, float("inf")))
         keep = _k_smallest_per_group(all_a, all_d, m, k)
         rank = _rank_in_group(all_a[keep], all_d[keep], m)
         best_d = torch.full_like(lp.best_d, float("inf"))
@@ -230,6 +241,15 @@ def _rank_in_group(group: Tensor, value: Tensor, groups: int) -> Tensor:
     rank = torch.empty_like(group)
     rank[order] = torch.arange(len(group), device=group.device) - starts[group[order]]
     return rank
+
+
+def _first_per_key(key: Tensor, value: Tensor) -> Tensor:
+    """Indices of the entry of smallest ``value`` for every distinct ``key``."""
+    order = torch.argsort(value, stable=True)
+    order = order[torch.argsort(key[order], stable=True)]
+    first = torch.ones_like(order, dtype=torch.bool)
+    first[1:] = key[order][1:] != key[order][:-1]
+    return order[first]
 
 
 def _k_smallest_per_group(group: Tensor, value: Tensor, groups: int, k: int) -> Tensor:
