@@ -124,7 +124,8 @@ tr.ev{cursor:pointer} tr.ev:hover{background:#2a2e37}
 .legend span{display:inline-block;margin-right:14px;font-size:12px;color:#aab}
 .sw{display:inline-block;width:12px;height:3px;vertical-align:middle;margin-right:5px}
 #wrap{position:relative}
-#region{position:absolute;box-sizing:border-box;border:2px solid #fff;box-shadow:0 0 0 1px #000;pointer-events:none;display:none}
+#region{position:absolute;box-sizing:border-box;border:2px solid #fff;box-shadow:0 0 0 1px #000;
+  pointer-events:none;display:none}
 #memory{font-size:13px;margin-top:10px;color:#ccd}
 .lvl{border-top:1px solid #333;padding-top:8px;margin-top:8px}
 .ex{height:56px;image-rendering:pixelated;display:block;margin:6px 0;border-radius:3px;max-width:100%}
@@ -203,17 +204,26 @@ function show(f) {
 function verdict(d, q) {
   if (!q) return 'no normal read of this item to compare with';
   const [q50, q90, q99] = q;
-  return d > q99 ? 'above the 99th percentile of its normal reads' : d > q90 ? 'between the 90th and 99th percentile'
-       : d > q50 ? 'between the median and the 90th percentile' : 'below the median of its normal reads';
+  return d > q99 ? `above the 99th percentile of its normal reads (${(d / q99).toPrecision(2)}x it)`
+       : d > q90 ? 'between the 90th and 99th percentile' : d > q50 ? 'between the median and the 90th percentile'
+       : 'below the median of its normal reads';
 }
-function bar(d, q) {
-  if (!q) return '';
-  const top = Math.max(d, q[2]) * 1.15 || 1, X = v => (4 + v / top * 252).toFixed(1);
-  const ticks = q.map((v, k) => `<line x1="${X(v)}" x2="${X(v)}" y1="6" y2="22" stroke="#aab"/>` +
-    `<text x="${X(v)}" y="33" fill="#889" font-size="9" text-anchor="middle">${['50', '90', '99'][k]}%</text>`);
+function bar(d, q) {  // a log scale: a far read and the normal quantiles both stay readable
+  if (!q || !(d > 0) || !(q[0] > 0)) return '';
+  const lo = Math.log(Math.min(d, q[0]) / 2), hi = Math.log(Math.max(d, q[2]) * 1.5);
+  const X = v => 4 + (Math.log(v) - lo) / (hi - lo) * 252;
+  let ticks = '';
+  q.forEach((v, k) => {
+    ticks += `<line x1="${X(v).toFixed(1)}" x2="${X(v).toFixed(1)}" y1="6" y2="22" stroke="#aab"/>`;
+    const crowded = k === 1 && Math.min(X(v) - X(q[0]), X(q[2]) - X(v)) < 22;  // the 90% label only where it fits
+    if (!crowded && !(k === 2 && X(v) - X(q[0]) < 22)) {
+      ticks += `<text x="${X(v).toFixed(1)}" y="33" fill="#889" font-size="9" text-anchor="middle">` +
+               `${['50', '90', '99'][k]}%</text>`;
+    }
+  });
   return '<svg id="dbar" width="260" height="36">' +
-    `<rect x="4" y="10" width="${X(q[2]) - 4}" height="8" fill="#2e4d3a"/>${ticks.join('')}` +
-    `<circle cx="${X(d)}" cy="14" r="5" fill="${d > q[2] ? '#f44336' : '#aed581'}"/></svg>`;
+    `<rect x="4" y="10" width="${(X(q[2]) - 4).toFixed(1)}" height="8" fill="#2e4d3a"/>${ticks}` +
+    `<circle cx="${X(d).toFixed(1)}" cy="14" r="5" fill="${d > q[2] ? '#f44336' : '#aed581'}"/></svg>`;
 }
 function level(r, l, box) {
   const L = D.memory.levels[l], [item, d, top, left, h, w] = r, q = L.distance[item], ex = L.exemplars[item];
