@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
+import torch
 
 from ..data import VideoSet, open_split
 from ..errors import ConfigError, DataError
@@ -188,7 +189,7 @@ def explain(detector: Any, data: Any, *, frames: Sequence[str] | None = None, to
                                                                                        np.uint8),
             exemplar_distance=lp.best_d.numpy(),
             exemplar_source=[[_source(lp, m, n, train_frame, train_split, detector, context)
-                              for n in range(k) if np.isfinite(lp.best_d[m, n])] for m in range(lp.num_items)],
+                              for n in range(k) if bool(torch.isfinite(lp.best_d[m, n]))] for m in range(lp.num_items)],
             distance_quantiles=item_quantiles(assigned, dist, lp.num_items, (0.5, 0.9, 0.99)),
             geometry=geometry(lp.items.numpy() if lp.items is not None else None, margins,
                               alpha if margins is not None and isinstance(alpha, (int, float)) else None),
