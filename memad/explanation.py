@@ -11,6 +11,9 @@ from torch import Tensor, nn
 
 from .interfaces import LevelExplanation, Memory
 
+#: Most query-item pairs whose distances are held at once (the positions are taken in chunks).
+CHUNK = 1 << 22
+
 __all__ = ["explains", "explained_part", "complete_levels", "explain_nearest", "top_weights", "effective_number"]
 
 
@@ -79,14 +82,21 @@ def explain_nearest(query: Tensor, items: Tensor, assignment: Tensor | None = No
     b, grid, d = q.shape[0], q.shape[1:-1], q.shape[-1]
     flat = q.reshape(b, -1, d)
     bank = items.float() if per_input else items.float().expand(b, -1, -1)
-    # Squared differences by expansion (exact enough, and no (B, n, M, D) tensor): |q|^2 + |p|^2 - 2 q.p.
-    sq = (flat.pow(2).sum(-1, keepdim=True) + bank.pow(2).sum(-1).unsqueeze(1)
-          - 2 * flat @ bank.transpose(1, 2)).clamp_min(0) / d  # (B, n, M)
-    index = sq.argmin(-1) if assignment is None else assignment.reshape(b, -1).long()
-    distance = (flat - bank.gather(1, index.unsqueeze(-1).expand(-1, -1, d))).pow(2).mean(-1)
-    runner_up = None
-    if bank.shape[1] > 1:
-        runner_up = sq.scatter(-1, index.unsqueeze(-1), float("inf")).amin(-1).view(b, *grid)
+    given = None if assignment is None else assignment.reshape(b, -1).long()
+    index, distance, runner = [], [], []
+    step = max(1, CHUNK // max(1, b * bank.shape[1]))  # positions per chunk: a bounded (B, chunk, M) block
+    for s in range(0, flat.shape[1], step):
+        part = flat[:, s:s + step]
+        # Squared differences by expansion (no (B, n, M, D) tensor): |q|^2 + |p|^2 - 2 q.p, per channel.
+        sq = (part.pow(2).sum(-1, keepdim=True) + bank.pow(2).sum(-1).unsqueeze(1)
+              - 2 * part @ bank.transpose(1, 2)).clamp_min(0) / d  # (B, chunk, M)
+        idx = sq.argmin(-1) if given is None else given[:, s:s + step]
+        index.append(idx)
+        distance.append((part - bank.gather(1, idx.unsqueeze(-1).expand(-1, -1, d))).pow(2).mean(-1))
+        if bank.shape[1] > 1:
+            runner.append(sq.scatter(-1, idx.unsqueeze(-1), float("inf")).amin(-1))
+    index_t = torch.cat(index, 1)
+    runner_up = torch.cat(runner, 1).view(b, *grid) if runner else None
     top = top_weights(weights.float(), k) if weights is not None else (None, None)
-    return LevelExplanation(index.view(b, *grid), distance.view(b, *grid), items.detach(), per_input, top[0], top[1],
-                            runner_up)
+    return LevelExplanation(index_t.view(b, *grid), torch.cat(distance, 1).view(b, *grid), items.detach(), per_input,
+                            top[0], top[1], runner_up)

@@ -25,8 +25,10 @@ def summary(expl: Explanation, regions: dict[str, list[dict[str, Any]]], files: 
     levels = []
     for lv in expl.levels:
         geometry = dict(lv.geometry)
-        if "pairwise" in geometry:
-            geometry["pairwise"] = np.asarray(geometry["pairwise"]).tolist()
+        if "pairwise" in geometry:  # the matrix for up to 100 items (geometry.png draws it up to 200)
+            pairwise = np.asarray(geometry.pop("pairwise"))
+            if lv.num_items <= 100:
+                geometry["pairwise"] = pairwise.tolist()
         test_eff = [u.effective for u in lv.test_usage.values()]
         levels.append({
             "level": lv.level, "cell": list(lv.cell), "grid": list(lv.grid), "items": lv.num_items,

@@ -92,13 +92,25 @@ class ReportBuilder:
     def images(self) -> dict[int, str]:
         return {**self.strided, **{i: img for _, i, img in self.top}}
 
+    def _memory_shown(self) -> dict[str, Any] | None:
+        """The memory section with the exemplars of the items some frame read (once each), the others left out."""
+        if not self.memory:
+            return None
+        used: list[set[int]] = [set() for _ in self.memory["levels"]]
+        for regions in self.regions:
+            for level, region in enumerate(regions or []):
+                used[level].add(int(region[0]))
+        return {**self.memory, "levels": [{**lv, "exemplars": [e if m in used[n] else None
+                                                                for m, e in enumerate(lv["exemplars"])]}
+                                          for n, lv in enumerate(self.memory["levels"])]}
+
     def write(self, path: str | Path, events: Sequence[dict[str, Any]], meta: dict[str, Any] | None = None) -> Path:
         """Write the page to ``path`` (atomically)."""
         data = {"frame": list(self.frame), "score": [round(v, 5) for v in self.score],
                 "smoothed": [round(v, 5) for v in self.smoothed], "decision": list(self.decision),
                 "threshold": self.threshold, "fps": self.fps, "events": list(events),
                 "images": {str(k): v for k, v in sorted(self.images().items())},
-                "memory": self.memory, "regions": self.regions if self.memory else None,
+                "memory": self._memory_shown(), "regions": self.regions if self.memory else None,
                 "memory_note": self.memory_note}
         page = (_PAGE.replace("__TITLE__", html.escape(self.title))
                 .replace("__META__", json.dumps(meta or {}, default=str).replace("</", "<\\/"))

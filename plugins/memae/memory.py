@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from memad import LevelExplanation, Memory, MemoryOutput
+from memad import Memory, MemoryOutput
+from memad.interfaces import LevelExplanation
 
 
 def hard_shrink_relu(weights: Tensor, threshold: float, eps: float = 1e-12) -> Tensor:
@@ -121,10 +122,11 @@ class MemAEMemory(Memory):
         from memad.explanation import explain_nearest
 
         channels_last = features.float().movedim(1, -1)
-        query = channels_last.reshape(-1, self.dim)
-        weights = sparse_address(query, self.items, self.shrink, self.addressing).view(*channels_last.shape[:-1], -1)
-        assignment = address(query, self.items, self.addressing).argmax(1).view(channels_last.shape[:-1])
-        return [explain_nearest(features, self.items, assignment, weights)]
+        weights = address(channels_last.reshape(-1, self.dim), self.items, self.addressing)
+        assignment = weights.argmax(1).view(channels_last.shape[:-1])
+        if self.shrink > 0:  # the read's weights, as sparse_address makes them
+            weights = F.normalize(hard_shrink_relu(weights, self.shrink), p=1, dim=1)
+        return [explain_nearest(features, self.items, assignment, weights.view(*channels_last.shape[:-1], -1))]
 
     def _warn_if_dead(self, weights: Tensor) -> None:
         # Weights start near 1/N: with shrink above that, every weight can be cut, the read is
