@@ -222,3 +222,18 @@ def test_distinct_exemplars_are_each_items_nearest_positions():
         assert lp.best_d[m, :len(expected)].tolist() == pytest.approx(expected)
         positions = [(int(s[2]), int(s[3])) for s in lp.best_src[m] if s[0] >= 0]
         assert len(positions) == len(set(positions))  # one exemplar per grid position
+
+
+def test_distances_taken_in_chunks_equal_the_whole(monkeypatch):
+    import memad.explanation as explanation
+
+    gen = torch.Generator().manual_seed(3)
+    q, items = torch.randn(2, 4, 5, 6, generator=gen), torch.randn(7, 4, generator=gen)
+    whole = explain_nearest(q, items)
+    monkeypatch.setattr(explanation, "CHUNK", 20)  # 20 pairs: one position of each of the two samples at a time
+    parts = explain_nearest(q, items)
+    assert torch.equal(parts.assignment, whole.assignment)
+    assert torch.allclose(parts.distance, whole.distance) and torch.allclose(parts.runner_up, whole.runner_up)
+    brute = ((q.movedim(1, -1)[..., None, :] - items) ** 2).mean(-1)  # (B, h, w, M)
+    assert torch.equal(whole.assignment, brute.argmin(-1))
+    assert torch.allclose(whole.distance, brute.min(-1).values, atol=1e-6)
