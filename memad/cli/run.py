@@ -61,6 +61,16 @@ def _print_calibration(cal: dict, path: Path | str) -> None:
           f"saved in {path}", file=sys.stderr)
 
 
+def _without_crops(cal: dict) -> dict:
+    """The calibration for printing: the memory record's exemplar crops (base64 PNG) counted, not printed."""
+    memory = cal.get("memory")
+    if not memory:
+        return cal
+    levels = [{**lv, "exemplars": f"{sum(e is not None for e in lv['exemplars'])} PNG strips"}
+              for lv in memory["levels"]]
+    return {**cal, "memory": {**memory, "levels": levels}}
+
+
 def setup_train(p: argparse.ArgumentParser) -> Handler:
     """train a preset on a dataset (and calibrate its scores on the training videos)"""
     p.add_argument("preset")
@@ -152,7 +162,7 @@ def setup_calibrate(p: argparse.ArgumentParser) -> Handler:
         update_checkpoint(args.checkpoint, target, config=det.config, calibration=det.calibration_,
                           threshold=det.threshold_)
         if args.json:
-            print_json(det.calibration_)
+            print_json(_without_crops(det.calibration_))
         _print_calibration(det.calibration_, target)
         return 0
 

@@ -9,7 +9,10 @@ For each video of the input (see :mod:`memad.data.footage`) it writes, into its 
   temporal smoothing and hysteresis (:mod:`memad.events`);
 - ``annotated.mp4``: each frame with its error heatmap, the score curve and the threshold;
 - ``report.html``: one self-contained page, offline: the score timeline with the events, and
-  clicking a point shows that frame with its heatmap;
+  clicking a point shows that frame with its heatmap and, for a memory that explains its reads and a
+  calibration that recorded them, the item read in the frame's largest-error region, that item's
+  exemplars from the calibration's normal frames and its distance against theirs
+  (:mod:`memad.reports.memory_view`);
 - ``summary.json``: what was run on what, frame counts, dropped frames, speed.
 
 Memory stays constant whatever the length: frames are read, scored and written one at a time
@@ -42,6 +45,7 @@ from ..scoring.calibration import require_calibration
 from ..scoring.step import StepModel
 from ..scoring.stream import stream
 from .html_report import ReportBuilder
+from .memory_view import MemoryView
 from .overlay import overlay_heatmap
 
 __all__ = ["DetectOptions", "detect", "MANIFEST"]
@@ -187,8 +191,10 @@ def run_footage(model: StepModel, footage: Footage, folder: Path, options: Detec
     # Heat colours mean the same error on every frame: full heat at 10x the normal frames' mean error.
     vmax = 10 * float(cal["signals"].get("mse", [0.0, 0.005])[1])
     rows = video = None
+    view = MemoryView.open(model) if options.html else None  # the memory's reads, per frame, for the report
     report = ReportBuilder(title=f"memad detect: {footage.name}", threshold=threshold, fps=fps,
-                           max_images=options.thumbnails) if options.html else None
+                           max_images=options.thumbnails, memory=view.payload() if view else None,
+                           memory_note=MemoryView.why_not(model)) if options.html else None
     events: list[dict[str, Any]] = []
     dropped, t0 = 0, time.perf_counter()
     bar = tqdm(total=footage.frame_count, desc=footage.name, unit="frame", disable=not progress or footage.live,
@@ -212,13 +218,16 @@ def run_footage(model: StepModel, footage: Footage, folder: Path, options: Detec
                 if video is not None:
                     video.write(shown, score=r.score, decision=bool(step.active), event=step.event is not None)
                 if report is not None:
-                    report.add(r.index, r.score, step.smoothed, int(step.active), shown)
+                    report.add(r.index, r.score, step.smoothed, int(step.active), shown,
+                               view.regions(r.error_map) if view else None)
             dropped = r.dropped
             bar.update(r.index + 1 - bar.n if footage.frame_count else 1)
     except KeyboardInterrupt:
         interrupted = True  # stop cleanly: everything written so far is closed and flushed below
     finally:
         bar.close()
+        if view is not None:
+            view.close()
         for event in tracker.close():
             events.append(_event_record(event, len(events), fps))
             if footage.live:

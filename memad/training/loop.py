@@ -1,7 +1,8 @@
 """Training: Adam with cosine annealing over the epochs, as the official MNAD code.
 
 Each step minimises the sum of the loss terms the network declares (the task's
-reconstruction loss plus each component's own, see :meth:`Network.loss_terms`). Memories
+reconstruction loss plus each component's own, see :meth:`Network.loss_terms`). Each epoch's
+record also says how many memory items the training reads used (:mod:`memad.training.health`). Memories
 written outside autograd get each step's queries gathered from every process, and their
 state is then copied from rank 0 everywhere (:func:`write_memory`): one mechanism for every
 memory. Each epoch ends with an atomic checkpoint in ``out`` holding config, weights,
@@ -31,6 +32,7 @@ from ..frames import to_float
 from ..interfaces import Memory
 from ..network import Network
 from ..network.parts import component_sources
+from .health import MemoryHealth
 
 CHECKPOINT_NAME = "checkpoint.pt"
 #: Config fields that change the shape of the network's parameters or of its input: a run folder
@@ -134,6 +136,7 @@ def train(network: Network, data: Any, *, epochs: int | None = None, out: str | 
     model, unwrap = distributed.wrap(network, device, sync_bn=tcfg["sync_bn"])  # DDP under torchrun
 
     amp = runtime.amp_enabled(tcfg, device)
+    health = MemoryHealth(network)  # per-epoch item usage, counted from each step's memory read
     t0 = time.perf_counter()
     for epoch in range(start_epoch, epochs):
         network.train()
@@ -162,8 +165,8 @@ def train(network: Network, data: Any, *, epochs: int | None = None, out: str | 
         distributed.sync_buffers(network)  # BatchNorm running statistics: the mean over the ranks
         names = list(totals)
         mean = (distributed.all_reduce_mean(torch.stack([totals[k] for k in names])) / steps).tolist()
-        record = {"epoch": epoch + 1, **dict(zip(names, mean)), "lr": opt.param_groups[0]["lr"],
-                  "seconds": time.perf_counter() - t0}
+        record = {"epoch": epoch + 1, **dict(zip(names, mean)), **health.epoch(epoch + 1),
+                  "lr": opt.param_groups[0]["lr"], "seconds": time.perf_counter() - t0}
         result.history.append(record)
         if log is not None and distributed.is_main():
             log(record)
@@ -171,6 +174,7 @@ def train(network: Network, data: Any, *, epochs: int | None = None, out: str | 
             save_checkpoint(ckpt_path, cfg, network.state_dict(), history=result.history,
                             holdout_videos=result.holdout_videos, components=component_sources(cfg),
                             optimizer=opt.state_dict(), scheduler=sched.state_dict(), epoch=epoch + 1)
+    health.close()
     unwrap()
     network.eval()
     seconds = time.perf_counter() - t0

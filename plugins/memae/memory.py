@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from memad import Memory, MemoryOutput
+from memad.interfaces import LevelExplanation
 
 
 def hard_shrink_relu(weights: Tensor, threshold: float, eps: float = 1e-12) -> Tensor:
@@ -199,6 +200,19 @@ class MemAEMemory(Memory):
         if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling():
             return True
         return torch.is_grad_enabled() and (query.requires_grad or self.items.requires_grad)
+
+    @torch.no_grad()
+    def explain(self, features: Tensor) -> list[LevelExplanation]:
+        """Each position's item of largest read weight (shrinkage keeps the addressing's order), the mean
+        squared difference to it and the largest read weights; 2D ``(B, C, h, w)`` or 3D ``(B, C, t, h, w)``."""
+        from memad.explanation import explain_nearest
+
+        channels_last = features.float().movedim(1, -1)
+        weights = address(channels_last.reshape(-1, self.dim), self.items, self.addressing)
+        assignment = weights.argmax(1).view(channels_last.shape[:-1])
+        if self.shrink > 0:  # the read's weights, as sparse_address makes them
+            weights = F.normalize(hard_shrink_relu(weights, self.shrink), p=1, dim=1)
+        return [explain_nearest(features, self.items, assignment, weights.view(*channels_last.shape[:-1], -1))]
 
     def _warn_if_dead(self, weights: Tensor) -> None:
         # Weights start near 1/N: with shrink above that, every weight can be cut, the read is
