@@ -28,9 +28,13 @@ from torch import Tensor
 
 from ..errors import ConfigError, DataError
 from ._inputs import finite_scores
-from .regions import _EIGHT, _EPS, _boxes, _find, _regions, box_iou, fp_curve_area
+from .regions import _EIGHT, _EPS, _boxes, _find, box_iou, fp_curve_area
 
 __all__ = ["StreamedRegions", "streamed_rbdc_tbdc"]
+
+#: 8-connectivity within each level's map of a stack, none across levels.
+_LEVELWISE = np.zeros((3, 3, 3), dtype=bool)
+_LEVELWISE[1] = _EIGHT
 
 
 def _as_numpy(x: Tensor | np.ndarray) -> np.ndarray:
@@ -137,12 +141,18 @@ class StreamedRegions:
             for a, b in zip(*np.nonzero(box_iou(prev_boxes, gt) > 0)):
                 self._parent[_find(self._parent, int(prev_ids[a]))] = _find(self._parent, int(ids[b]))
         self._last = (gt, ids)
-        for k in np.flatnonzero(levels <= peak):
-            boxes, _ = _regions(frame_map, float(levels[k]), scored=False)
-            match = box_iou(boxes, gt) >= self.beta - _EPS
-            for j in np.flatnonzero(match.any(axis=0)):
-                self._hits[start + j][k] = True
-            self._false[k] += int((~match.any(axis=1)).sum())
+        ks = np.flatnonzero(levels <= peak)
+        if not len(ks):
+            return
+        # Every level at once: the thresholded maps stacked, labelled with no link between levels.
+        labelled, n = ndimage.label(frame_map[None] >= levels[ks][:, None, None], structure=_LEVELWISE)
+        found = [s for s in ndimage.find_objects(labelled) if s is not None]
+        boxes = np.array([[s[1].start, s[2].start, s[1].stop, s[2].stop] for s in found], dtype=np.int64)
+        level = ks[np.array([s[0].start for s in found], dtype=np.int64)]
+        match = box_iou(boxes.reshape(-1, 4), gt) >= self.beta - _EPS
+        np.add.at(self._false, level[~match.any(axis=1)], 1)
+        for j in np.flatnonzero(match.any(axis=0)):
+            self._hits[start + j][level[match[:, j]]] = True
 
     def _close_video(self) -> None:
         """The open video's tracks are final: fold its regions into the per-level counts."""
