@@ -34,6 +34,8 @@ __all__ = ["MapSink", "MapResult", "TOP_MAPS", "check_keep"]
 
 #: Maps kept by default: those of the highest-scoring frames, for the top-frames plots.
 TOP_MAPS = 16
+#: Frames of a video given to the pixel metrics at a time.
+CHUNK = 128
 
 
 def check_keep(keep_top: int | str, keep_lowest: int) -> None:
@@ -77,9 +79,11 @@ class MapSink:
         masks = None if self.masks is None else self.masks[torch.from_numpy(np.asarray(frames))]
         self.frames += len(maps)
         if masks is not None:
-            self.pixel.update(maps.float(), masks)
-            if self.regions is not None:
-                self.regions.update(maps.float().numpy(), masks.numpy(), video)
+            for s in range(0, len(maps), CHUNK):  # a block at a time: the metrics' float copies stay small
+                part = maps[s:s + CHUNK].float()
+                self.pixel.update(part, masks[s:s + CHUNK])
+                if self.regions is not None:
+                    self.regions.update(part.numpy(), masks[s:s + CHUNK].numpy(), video)
         if self.keep_all:
             self._all.append((start, maps, masks))
             return
