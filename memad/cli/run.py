@@ -108,7 +108,8 @@ def _train(args: argparse.Namespace, det, out: Path, tracking) -> int:
         print(f"memad: training {det.config['name']} ({counts['total']:,} parameters) on {args.data} -> {out}",
               file=sys.stderr)
     tracking.log_config(det.config)
-    summary = det.fit(args.data, out=out, resume=not args.no_resume, callbacks=[tracking]).fit_summary_
+    callbacks = [tracking] if tracking else []  # step records cost a sync per step: only for a logger
+    summary = det.fit(args.data, out=out, resume=not args.no_resume, callbacks=callbacks).fit_summary_
     last = det.history_[-1] if det.history_ else {}
     if is_main():
         where = summary["device"] if summary["processes"] == 1 else f"{summary['processes']} processes"

@@ -68,7 +68,7 @@ class TensorBoardLogger(Logger):
         if self._params:  # the HParams session: the config and the final metrics' tags
             from torch.utils.tensorboard.summary import hparams
 
-            exp, start, end = hparams(self._params, self._final or {"eval/none": 0.0})
+            exp, start, end = hparams(self._params, self._final)
             writer = self.writer._get_file_writer()
             for summary in (exp, start, end):
                 writer.add_summary(summary)
