@@ -182,7 +182,7 @@ def train(network: Network, data: Any, *, epochs: int | None = None, out: str | 
         record = {"epoch": epoch + 1, **dict(zip(names, mean)), "lr": opt.param_groups[0]["lr"],
                   "seconds": time.perf_counter() - t0}
         result.history.append(record)
-        if log is not None and main:
+        if log is not None and distributed.is_main():
             log(record)
         for hook in on_epoch:
             hook(record)
