@@ -8,7 +8,7 @@ is longer and nothing else changes). For each, the resident-set growth during sc
 /proc every millisecond) and tracemalloc's peak are recorded, with the pixel AUROC streamed and
 exact (sklearn over every kept map), its error bound, and RBDC/TBDC streamed and in memory.
 
-    OMP_NUM_THREADS=1 python benchmarks/pixel_memory.py            # -> benchmarks/results/pixel_memory_ped2_64.json
+    OMP_NUM_THREADS=1 python benchmarks/pixel_memory.py --data ../shared/data/ped2   # -> results/pixel_memory_ped2_64.json
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ def measure(det, videos: VideoSet, keep: Any) -> dict[str, Any]:
     seconds = time.perf_counter() - t0
     _, traced = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    row = {"frames": len(videos), "scored": int(len(scores.scores)), "keep_maps": keep,
+    row = {"frames": len(videos), "scored": int(len(scores.scores)), "keep_maps": keep, "model_fps": scores.fps,
            "rss_growth_mib": rss.growth / MiB, "tracemalloc_peak_mib": traced / MiB, "seconds": seconds,
            "maps_kept": 0 if scores.maps is None else int(scores.maps.shape[0]),
            "pixel_auroc_streamed": scores.pixel.get("pixel_auroc"),

@@ -41,6 +41,21 @@ def _as_numpy(x: Tensor | np.ndarray) -> np.ndarray:
     return x.detach().cpu().numpy() if isinstance(x, Tensor) else np.asarray(x)
 
 
+def _stack_boxes(labelled: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Bounding boxes ``[row0, col0, row1, col1)`` of labels ``1..n`` of a ``(levels, h, w)`` stack, and each
+    label's plane. ``ndimage.label`` numbers labels in the order a raster scan first meets them, so a label's
+    first pixel in raster order holds its plane and its first row (faster than ``find_objects``' slices)."""
+    z, r, c = np.nonzero(labelled)
+    label = labelled[z, r, c].astype(np.int64) - 1
+    first = np.flatnonzero(np.r_[True, np.diff(np.maximum.accumulate(label)) > 0]) if n else np.zeros(0, np.int64)
+    last_row = np.zeros(n, dtype=np.int64)
+    np.maximum.at(last_row, label, r)
+    col0, col1 = np.full(n, labelled.shape[2], dtype=np.int64), np.zeros(n, dtype=np.int64)
+    np.minimum.at(col0, label, c)
+    np.maximum.at(col1, label, c)
+    return np.stack([r[first], col0, last_row + 1, col1 + 1], axis=1).reshape(-1, 4), z[first]
+
+
 class StreamedRegions:
     """RBDC / TBDC of maps fed in frame order, one video after another (see the module docstring).
 
@@ -146,10 +161,9 @@ class StreamedRegions:
             return
         # Every level at once: the thresholded maps stacked, labelled with no link between levels.
         labelled, n = ndimage.label(frame_map[None] >= levels[ks][:, None, None], structure=_LEVELWISE)
-        found = [s for s in ndimage.find_objects(labelled) if s is not None]
-        boxes = np.array([[s[1].start, s[2].start, s[1].stop, s[2].stop] for s in found], dtype=np.int64)
-        level = ks[np.array([s[0].start for s in found], dtype=np.int64)]
-        match = box_iou(boxes.reshape(-1, 4), gt) >= self.beta - _EPS
+        boxes, plane = _stack_boxes(labelled, n)
+        level = ks[plane]
+        match = box_iou(boxes, gt) >= self.beta - _EPS
         np.add.at(self._false, level[~match.any(axis=1)], 1)
         for j in np.flatnonzero(match.any(axis=0)):
             self._hits[start + j][level[match[:, j]]] = True
