@@ -5,11 +5,13 @@
 The run is named RUN in the experiment EXPERIMENT and carries the tags (``preset``, ``seed``...);
 the config as parameters, every scalar with its step, artifacts as files, the checkpoint's path as
 the tag ``memad.checkpoint``. Scalars are sent in batches (every 200, and before anything else).
+MLflow's usage telemetry is turned off (``MLFLOW_DISABLE_TELEMETRY=true``) unless already set.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 import warnings
 from pathlib import Path
@@ -50,6 +52,8 @@ class MLflowLogger(Logger):
 
     @classmethod
     def check(cls) -> None:
+        # A local store needs no network: MLflow's usage telemetry stays off unless the user says otherwise.
+        os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
         require("mlflow", "mlflow")
 
     def log_params(self, params: Mapping[str, Any]) -> None:
