@@ -33,11 +33,11 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 import yaml
-from memad_plugins.memae.memory import MemAEMemory
 
 import memad
 from memad.data import VideoSet, open_split
 from memad.fileio import write_json_atomic
+from memad_plugins.memae.memory import MemAEMemory
 
 HERE = Path(__file__).resolve().parent
 

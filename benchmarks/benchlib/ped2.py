@@ -26,7 +26,9 @@ from .environment import RESULTS, _peak_mib, _reset_peak, _sync, device_slug, en
 
 MODES = ("sequential", "batched")
 #: Per-mode metrics kept from :meth:`memad.scoring.scores.Scores.metrics`.
-METRIC_KEYS = ("frame_auroc", "frame_auroc_macro", "aupr", "eer", "pixel_auroc", "fps", "frames")
+METRIC_KEYS = ("frame_auroc", "frame_auroc_macro", "aupr", "eer", "pixel_auroc", "fps", "frames",
+               "frame_auroc_macro_pad", "frame_auroc_ci95", "rbdc", "tbdc", "calibrated_frame_auroc", "threshold",
+               "event_recall", "false_alarms_per_1000", "delay_median", "delay_p90")
 
 
 def _warm_up(det, test: VideoSet) -> None:
@@ -54,7 +56,7 @@ def score_modes(det, test: VideoSet, device: torch.device, *, warm_up: bool,
                 _warm_up(det, test)
             _reset_peak(device)
             scores = det.score(test)
-            m = scores.metrics()
+            m = scores.metrics(threshold=det.threshold_)
             row = {k: m.get(k) for k in METRIC_KEYS}
             row["seconds"] = scores.seconds
             row["peak_gpu_mib"] = _peak_mib(device)
@@ -83,6 +85,7 @@ def train_and_score(preset: str, config: dict[str, Any], splits: SplitCache, dev
     summary = det.fit(train_set, out=checkpoint_dir, resume=True, log=log).fit_summary_
     _sync(device)
     train_peak = _peak_mib(device)
+    det.calibrate(train_set)  # the threshold of the event metrics (on the training videos: holdout is 0 here)
     steps, bs = summary["steps_per_epoch"], config["train"]["batch_size"]
     epochs_timed = len(epoch_seconds)  # fewer than the epochs when resumed from a checkpoint
     modes = score_modes(det, test_set, device, warm_up=warm_up, chunks=chunks)

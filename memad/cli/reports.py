@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from .common import RATE, add_set, number, overrides
+from .common import RATE, add_logger, add_set, number, overrides
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -27,6 +27,7 @@ def setup_compare(p: argparse.ArgumentParser) -> Handler:
                    help="the calibrated threshold lets this fraction of normal training frames through (default 0.01)")
     p.add_argument("--no-plots", action="store_true", help="write the tables only")
     p.add_argument("--json", action="store_true", help="print results.json instead of the Markdown table")
+    add_logger(p)
     add_set(p)
 
     def run(args: argparse.Namespace) -> int:
@@ -35,7 +36,8 @@ def setup_compare(p: argparse.ArgumentParser) -> Handler:
 
         out_folder(args.out)
         result = compare(args.presets, args.data, seeds=args.seeds, out=args.out, overrides=overrides(args),
-                         labels=args.labels, false_alarm_rate=args.false_alarm_rate, plots=not args.no_plots)
+                         labels=args.labels, false_alarm_rate=args.false_alarm_rate, plots=not args.no_plots,
+                         loggers=args.logger or ())
         if args.json:
             print(result.files["json"].read_text())
         else:

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from .common import RATE, add_set, number, overrides, print_json, report
+from .common import RATE, add_bootstrap, add_logger, add_set, number, overrides, print_json, report
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -85,42 +85,61 @@ def setup_train(p: argparse.ArgumentParser) -> Handler:
     p.add_argument("--eval", action="store_true", help="evaluate on the test split after training")
     p.add_argument("--labels", help="label file for --eval (.npy or .mat)")
     p.add_argument("--json", action="store_true", help="with --eval: print the metrics as JSON")
+    add_bootstrap(p)
+    add_logger(p)
     add_set(p)
 
     def run(args: argparse.Namespace) -> int:
-        from ..checkpoint import update_checkpoint
-        from ..data import VideoSet, open_split
         from ..detector import build
         from ..distributed import is_main
         from ..outputs import out_folder
-        from ..training import CHECKPOINT_NAME
+        from ..tracking import Tracking, resolve_loggers
 
         det = build(args.preset, **overrides(args))
         out = out_folder(args.out or Path("runs") / det.config["name"])
-        # With --eval, a bad test split or label file must fail now, not after hours of training.
-        test_set = open_split(args.data, "testing", det.config, labels=args.labels) if args.eval else None
-        counts = det.count_parameters()
-        if is_main():  # under torchrun: rank 0 speaks for all
-            print(f"memad: training {det.config['name']} ({counts['total']:,} parameters) on {args.data} -> {out}",
-                  file=sys.stderr)
-        summary = det.fit(args.data, out=out, resume=not args.no_resume).fit_summary_
-        last = det.history_[-1] if det.history_ else {}
-        if is_main():
-            where = summary["device"] if summary["processes"] == 1 else f"{summary['processes']} processes"
-            print(f"memad: {summary['epochs']} epochs in {summary['seconds']:.1f}s on {where}; "
-                  f"last loss {last.get('loss', float('nan')):.5f}; checkpoint {out / CHECKPOINT_NAME}",
-                  file=sys.stderr)
-        if not args.no_calibrate:
-            det.calibrate(args.data, false_alarm_rate=args.false_alarm_rate, videos=args.videos)
-            if is_main():
-                update_checkpoint(out / CHECKPOINT_NAME, calibration=det.calibration_, threshold=det.threshold_)
-                _print_calibration(det.calibration_, out / CHECKPOINT_NAME)
-        if args.eval:
-            test_data = test_set if isinstance(test_set, VideoSet) else args.data
-            return report(det.evaluate(test_data, labels=args.labels), args.json)
-        return 0
+        names = resolve_loggers(args.logger) if is_main() else []  # a missing package stops us before training
+        with Tracking(names, out, det.config["name"], tags={"preset": args.preset, "seed": det.config["train"]["seed"],
+                                                            "command": "train", "data": args.data}) as tracking:
+            return _train(args, det, out, tracking)
 
     return run
+
+
+def _train(args: argparse.Namespace, det, out: Path, tracking) -> int:
+    """``memad train``'s work, with ``tracking`` (a :class:`memad.tracking.Tracking`, maybe without loggers)."""
+    from ..checkpoint import update_checkpoint
+    from ..data import VideoSet, open_split
+    from ..distributed import is_main
+    from ..training import CHECKPOINT_NAME
+
+    # With --eval, a bad test split or label file must fail now, not after hours of training.
+    test_set = open_split(args.data, "testing", det.config, labels=args.labels) if args.eval else None
+    counts = det.count_parameters()
+    if is_main():  # under torchrun: rank 0 speaks for all
+        print(f"memad: training {det.config['name']} ({counts['total']:,} parameters) on {args.data} -> {out}",
+              file=sys.stderr)
+    tracking.log_config(det.config)
+    callbacks = [tracking] if tracking else []  # step records cost a sync per step: only for a logger
+    summary = det.fit(args.data, out=out, resume=not args.no_resume, callbacks=callbacks).fit_summary_
+    last = det.history_[-1] if det.history_ else {}
+    if is_main():
+        where = summary["device"] if summary["processes"] == 1 else f"{summary['processes']} processes"
+        print(f"memad: {summary['epochs']} epochs in {summary['seconds']:.1f}s on {where}; "
+              f"last loss {last.get('loss', float('nan')):.5f}; checkpoint {out / CHECKPOINT_NAME}",
+              file=sys.stderr)
+    if not args.no_calibrate:
+        det.calibrate(args.data, false_alarm_rate=args.false_alarm_rate, videos=args.videos)
+        if is_main():
+            update_checkpoint(out / CHECKPOINT_NAME, calibration=det.calibration_, threshold=det.threshold_)
+            _print_calibration(det.calibration_, out / CHECKPOINT_NAME)
+    tracking.log_reference("checkpoint", out / CHECKPOINT_NAME)
+    tracking.log_artifacts([out / "config.yaml", out / "history.json"])
+    if args.eval:
+        test_data = test_set if isinstance(test_set, VideoSet) else args.data
+        metrics = det.evaluate(test_data, labels=args.labels, resamples=args.resamples, seed=args.bootstrap_seed)
+        tracking.log_final(metrics)
+        return report(metrics, args.json)
+    return 0
 
 
 def setup_eval(p: argparse.ArgumentParser) -> Handler:
@@ -130,13 +149,15 @@ def setup_eval(p: argparse.ArgumentParser) -> Handler:
     p.add_argument("--labels", help="label file (.npy or .mat); found in the dataset root when omitted")
     p.add_argument("--device")
     p.add_argument("--json", action="store_true")
+    add_bootstrap(p)
     add_set(p)
 
     def run(args: argparse.Namespace) -> int:
         from ..detector import load
 
         det = load(args.checkpoint, overrides=overrides(args))
-        return report(det.evaluate(args.data, labels=args.labels), args.json)
+        return report(det.evaluate(args.data, labels=args.labels, resamples=args.resamples, seed=args.bootstrap_seed),
+                      args.json)
 
     return run
 

@@ -191,7 +191,7 @@ def load_split(src: SplitSource, image_size: tuple[int, int], channels: int, *, 
                    if all(v.frame_files is not None for v in src.videos) else [])
     return VideoSet(frames, list(meta["names"]), lengths, labels, torch.from_numpy(masks) if keep_masks else None,
                     src.source, frame_files, fps=meta["fps"], video_paths=[str(v.path) for v in src.videos],
-                    store=store)
+                    store=store, scenes=src.scenes)
 
 
 def load_split_for(src: SplitSource, config: Mapping[str, Any]) -> VideoSet:

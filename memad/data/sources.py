@@ -38,6 +38,8 @@ class VideoEntry:
             ``H x W`` mask per frame (nonzero = anomalous); None without masks.
         labels: 0/1 per frame: an array, or a ``.npy`` file holding one; None to take them
             from the masks (or from the split's label file).
+        scene: the scene (camera view) the video was filmed in, for datasets of several
+            scenes; the split's :attr:`VideoSet.scenes` when every video has one.
     """
 
     name: str
@@ -45,6 +47,7 @@ class VideoEntry:
     frame_files: list[Path] | None = None
     masks: list[Path] | Path | None = None
     labels: np.ndarray | Path | None = None
+    scene: str | None = None
 
     @property
     def is_video_file(self) -> bool:
@@ -75,6 +78,13 @@ class SplitSource:
     source: str
     label_file: Path | None = None
     split: str = field(default="testing")
+
+    @property
+    def scenes(self) -> list[str] | None:
+        """Each video's scene when every video declares one, else None."""
+        if self.videos and all(v.scene is not None for v in self.videos):
+            return [str(v.scene) for v in self.videos]
+        return None
 
     @property
     def has_masks(self) -> bool:

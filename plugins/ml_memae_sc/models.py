@@ -17,10 +17,10 @@ from __future__ import annotations
 from typing import Literal, Sequence
 
 import torch
-from memad_plugins.memae.memory import MemAEMemory
 from torch import Tensor, nn
 
 from memad import Decoder, Encoder, LevelExplanation, Memory, MemoryOutput
+from memad_plugins.memae.memory import MemAEMemory
 
 
 def double_conv(c_in: int, c_out: int) -> nn.Sequential:

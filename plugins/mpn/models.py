@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from memad_plugins.mnad.unet import UNetDecoder
 from torch import Tensor, nn
 
 from memad import DecoderOutput, LevelExplanation, Memory, MemoryOutput
+from memad_plugins.mnad.unet import UNetDecoder
 
 from .prototypes import DynamicPrototypes
 
