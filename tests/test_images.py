@@ -160,7 +160,7 @@ def test_maps_command_writes_a_png_grid_of_the_top_images(defects, tmp_path, cap
     assert scores == sorted(scores, reverse=True)
     assert all(line.split()[2].split("/")[0] in {"good", "scratch", "spot"} for line in lines)
     assert main(["maps", str(ckpt), "--data", str(defects), "--out", str(tmp_path / "grid.jpg")]) == 2
-    assert "--out: expected a .png" in capsys.readouterr().err
+    assert "grid.jpg: expected a file ending in .png, got .jpg" in capsys.readouterr().err
 
 
 def test_maps_lowest_adds_the_most_normal_images_on_a_row_of_their_own(defects, tmp_path, capsys):

@@ -190,6 +190,18 @@ def test_scoring_keeps_the_maps_of_the_top_frames_only(trained):
         det.score("synthetic", keep_maps=-1)
 
 
+def test_the_maps_of_frames_asked_for_are_kept_whatever_their_scores(trained):
+    from memad.scoring.runner import score_videos
+
+    det, every = trained
+    lowest, other = int(np.argsort(-every.scores, kind="stable")[-1]), 10
+    asked = score_videos(det, "synthetic", keep_maps=1, keep_frames=[int(every.frame[lowest]), int(every.frame[other])])
+    top = int(np.argmax(every.scores))
+    assert np.array_equal(asked.map_frames, np.sort(np.unique([lowest, other, top])))
+    for pos in (lowest, other, top):
+        assert np.array_equal(asked.maps[asked.map_index(pos)].numpy(), every.maps[pos].numpy())
+
+
 def test_compare_table_shows_the_new_columns_and_the_interval(tmp_path):
     runs = [RunResult("p", k, tmp_path, {"frame_auroc": a, "frame_auroc_ci95": ci, "rbdc": 0.3, "tbdc": 0.5,
                                          "event_recall": 1.0, "false_alarms_per_1000": 2.0, "delay_median": 3.0,

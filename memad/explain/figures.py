@@ -27,7 +27,7 @@ import numpy as np  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
 from ..fileio import write_json_atomic  # noqa: E402
-from ..reports.overlay import overlay_heatmap, to_rgb  # noqa: E402
+from ..overlay import overlay_heatmap, to_rgb  # noqa: E402
 from .regions import grid_slot, item_colours, strongest_region, to_frame  # noqa: E402
 
 # An Explanation / LevelReport of memad.explain.run (not imported: run imports this module to write).
@@ -206,7 +206,8 @@ def frame_view(expl: Explanation, pos: int, path: Path) -> tuple[Path, list[dict
     scores, test = expl.scores, expl.test
     frame = to_rgb(test.frames[int(scores.frame[pos])].permute(1, 2, 0).numpy())
     hw = frame.shape[:2]
-    err = scores.maps[pos].float().numpy() if scores.maps is not None else None
+    j = scores.map_index(pos)  # scoring keeps the maps of the top and the asked-for frames only
+    err = scores.maps[j].float().numpy() if j is not None else None
     vmax = float(np.quantile(scores.maps.float().numpy(), 0.999)) if scores.maps is not None else 1.0
     fig, axes = plt.subplots(len(expl.levels), 4, figsize=(13, 3.5 * len(expl.levels)), squeeze=False)
     regions = []
@@ -222,7 +223,7 @@ def frame_view(expl: Explanation, pos: int, path: Path) -> tuple[Path, list[dict
                     + ("" if scores.labels is None else (" (anomalous)" if scores.labels[pos] else " (normal)")),
                     fontsize=9)
         b.imshow(overlay_heatmap(frame, err, vmax=vmax))
-        b.set_title("error heatmap", fontsize=9)
+        b.set_title("error heatmap" if err is not None else "error map not kept", fontsize=9)
         c.imshow(colours[to_frame(assign, lv.cell, hw)], interpolation="nearest")
         present = np.unique(assign)
         counts = np.array([(assign == i).sum() for i in present])

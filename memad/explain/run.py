@@ -25,11 +25,15 @@ from ..errors import ConfigError, DataError
 from ..explanation import explained_part
 from ..scoring.profile import LevelProfile, ReadProfile, item_quantiles
 from ..scoring.reads import recording, slot_frame
+from ..scoring.maps import TOP_MAPS
 from ..scoring.runner import score_videos, video_signals
 from ..scoring.scores import Scores
 from .stats import Usage, geometry, query_margins, usage
 
 __all__ = ["explain", "Explanation", "LevelReport", "parse_frames"]
+
+#: Frames apart (in one video) that two of the top frames shown must be.
+TOP_APART = 10
 
 
 @dataclass
@@ -84,10 +88,9 @@ class Explanation:
         return write_all(self, out)
 
 
-def parse_frames(specs: Sequence[str], videos: VideoSet, scores: Scores) -> list[int]:
-    """Positions in ``scores.frame`` of frames named ``VIDEO:INDEX`` (INDEX 0-based in the video)."""
+def split_frames(specs: Sequence[str], videos: VideoSet) -> list[int]:
+    """Indices into the split's frames of frames named ``VIDEO:INDEX`` (INDEX 0-based in the video)."""
     names = {n: i for i, n in enumerate(videos.names)}
-    where = {int(f): p for p, f in enumerate(scores.frame)}
     out = []
     for spec in specs:
         name, sep, index = str(spec).rpartition(":")
@@ -95,14 +98,26 @@ def parse_frames(specs: Sequence[str], videos: VideoSet, scores: Scores) -> list
             raise ConfigError(f"--frames {spec!r}: expected VIDEO:INDEX with VIDEO one of the test videos "
                               f"({', '.join(videos.names[:8])}{'...' if len(videos.names) > 8 else ''})")
         v, i = names[name], int(index)
-        if not 0 <= i < videos.lengths[v] or int(videos.offsets[v]) + i not in where:
-            raise ConfigError(f"--frames {spec!r}: video {name} has frames 0..{videos.lengths[v] - 1}, of which "
-                              f"those with a full clip before them are scored; frame {i} is not")
-        out.append(where[int(videos.offsets[v]) + i])
+        if not 0 <= i < videos.lengths[v]:
+            raise ConfigError(f"--frames {spec!r}: video {name} has frames 0..{videos.lengths[v] - 1}")
+        out.append(int(videos.offsets[v]) + i)
     return out
 
 
-def top_frames(scores: Scores, n: int, apart: int = 10) -> list[int]:
+def parse_frames(specs: Sequence[str], videos: VideoSet, scores: Scores) -> list[int]:
+    """Positions in ``scores.frame`` of frames named ``VIDEO:INDEX`` (INDEX 0-based in the video)."""
+    where = {int(f): p for p, f in enumerate(scores.frame)}
+    out = []
+    for spec, f in zip(specs, split_frames(specs, videos)):
+        if f not in where:
+            name, _, index = str(spec).rpartition(":")
+            raise ConfigError(f"--frames {spec!r}: only the frames of video {name} with a full clip before them "
+                              f"are scored; frame {index} is not")
+        out.append(where[f])
+    return out
+
+
+def top_frames(scores: Scores, n: int, apart: int = TOP_APART) -> list[int]:
     """The ``n`` top-scored frames, no two of one video closer than ``apart`` frames."""
     chosen: list[int] = []
     for p in np.argsort(-scores.scores, kind="stable"):
@@ -163,9 +178,12 @@ def explain(detector: Any, data: Any, *, frames: Sequence[str] | None = None, to
     if not profile.levels:
         raise DataError(f"{train_split.source}: no training clip was scored, so no read was recorded")
     test = open_split(data, "testing", detector.config, labels=labels)
+    pinned = split_frames(frames, test) if frames else []
     reads = ReadProfile(detector.config["data"]["channels"], k=1, distances=False, keep_maps=True, crops=False)
     with recording(network, reads):
-        scores = score_videos(detector, test)
+        # Enough top maps that top_frames' picks (each within `apart` of no earlier one) have theirs.
+        scores = score_videos(detector, test, keep_maps=max(TOP_MAPS, (top - 1) * (2 * TOP_APART - 1) + 1),
+                              keep_frames=pinned)
     if reads.samples != len(scores.frame):
         raise DataError(f"{test.source}: {reads.samples} reads recorded for {len(scores.frame)} scored frames")
     chosen = parse_frames(frames, test, scores) if frames else top_frames(scores, top)

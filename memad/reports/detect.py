@@ -46,7 +46,7 @@ from ..scoring.step import StepModel
 from ..scoring.stream import stream
 from .html_report import ReportBuilder
 from .memory_view import MemoryView
-from .overlay import overlay_heatmap
+from ..overlay import overlay_heatmap
 
 __all__ = ["DetectOptions", "detect", "MANIFEST"]
 

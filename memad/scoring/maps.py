@@ -8,7 +8,7 @@ Each scored video's maps, as they come out of the network, go to
   the open video's ground-truth regions), when the split has pixel masks (image sets, whose
   images are not frames of a video, get no RBDC/TBDC);
 - the maps kept for plots: those of the ``keep_top`` highest-scoring and ``keep_lowest``
-  lowest-scoring frames (``keep_top="all"`` keeps every map, as scoring did before). A video's frames
+  lowest-scoring frames, and those of the split frames named in ``keep_frames`` whatever their scores (``keep_top="all"`` keeps every map, as scoring did before). A video's frames
   are ranked by the scorer applied to that video's signals alone, which is the final score for
   scorers that normalise per video or not at all (every built-in preset's); with ``normalise:
   global`` the maps kept are those of the per-video ranking's extremes.
@@ -20,6 +20,7 @@ counts. Peak memory is one video's maps.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from collections.abc import Collection
 from typing import Any
 
 import numpy as np
@@ -62,9 +63,11 @@ class MapSink:
     """Receives each scored video's maps (see the module docstring)."""
 
     def __init__(self, masks: Tensor | None, scorer: Scorer | None, *, keep_top: int | str = TOP_MAPS,
-                 keep_lowest: int = 0, regions: bool = True):
+                 keep_lowest: int = 0, regions: bool = True, keep_frames: Collection[int] = ()):
         check_keep(keep_top, keep_lowest)
         self.masks = masks
+        self.pinned_frames = {int(f) for f in keep_frames}
+        self._pinned: list[tuple[float, int, Tensor, Tensor | None]] = []
         self.scorer = scorer
         self.keep_all = keep_top == "all"
         self.keep_top, self.keep_lowest = (0 if self.keep_all else int(keep_top)), int(keep_lowest)
@@ -87,6 +90,9 @@ class MapSink:
         if self.keep_all:
             self._all.append((start, maps, masks))
             return
+        for i, f in enumerate(np.asarray(frames)):
+            if int(f) in self.pinned_frames:
+                self._pinned.append((0.0, start + i, maps[i].clone(), None if masks is None else masks[i]))
         if not self.keep_top and not self.keep_lowest:
             return
         score = self._video_scores(video, signals, len(maps))
@@ -118,9 +124,9 @@ class MapSink:
             maps = torch.cat([m for _, m, _ in self._all])
             masks = None if self.masks is None else torch.cat([k for _, _, k in self._all])
             return MapResult(maps, masks, frames, metrics)
-        if not self._kept:
+        kept = sorted({c[1]: c for c in self._kept + self._pinned}.values(), key=lambda c: c[1])
+        if not kept:
             return MapResult(None, None, None, metrics)
-        kept = sorted(self._kept, key=lambda c: c[1])
         maps = torch.stack([c[2] for c in kept])
         masks = None if self.masks is None else torch.stack([c[3] for c in kept])
         return MapResult(maps, masks, np.array([c[1] for c in kept], dtype=np.int64), metrics)

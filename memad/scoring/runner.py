@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -177,18 +178,20 @@ def frame_stats(raw: dict[str, Tensor], video: np.ndarray) -> FrameStats:
 
 
 def score_videos(model: TorchModel, data: Any, labels: str | Path | None = None, *,
-                 only: list[int] | None = None, keep_maps: int | str = TOP_MAPS, keep_lowest: int = 0) -> Scores:
+                 only: list[int] | None = None, keep_maps: int | str = TOP_MAPS, keep_lowest: int = 0,
+                 keep_frames: Collection[int] = ()) -> Scores:
     """Score the ``testing`` split of ``data`` (see :class:`Scores`); ``only``: just these videos (indices).
 
     The error maps are streamed into the pixel metrics (:mod:`memad.scoring.maps`); those of the
-    ``keep_maps`` highest- and ``keep_lowest`` lowest-scoring frames are kept (``keep_maps="all"``: every one).
+    ``keep_maps`` highest- and ``keep_lowest`` lowest-scoring frames are kept (``keep_maps="all"``: every one),
+    and those of the split frames ``keep_frames`` (indices into the split's frames).
     """
     check_keep(keep_maps, keep_lowest)
     cfg = model.config
     videos = open_split(data, "testing", cfg, labels=labels)
     map_hw = tuple(videos.masks.shape[1:]) if videos.masks is not None else default_map_hw(cfg)
     sink = MapSink(videos.masks, model.scorer, keep_top=keep_maps, keep_lowest=keep_lowest,
-                   regions=not getattr(videos, "categories", None))  # an image set's images are not a video
+                   regions=not getattr(videos, "categories", None), keep_frames=keep_frames)  # an image set's images are not a video
     run = video_signals(model.network, videos, only=only, map_hw=map_hw, sink=sink)
     kept = sink.result()
     frame_idx, stats = run.frame, run.stats
