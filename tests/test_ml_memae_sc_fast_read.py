@@ -9,10 +9,10 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from memad_plugins.memae import memory as memae_memory
-from memad_plugins.memae.memory import MemAEMemory, attention_entropy, hard_shrink_relu, sparse_address, sparse_read
 
 import memad
+from memad_plugins.memae import memory as memae_memory
+from memad_plugins.memae.memory import MemAEMemory, attention_entropy, hard_shrink_relu, sparse_address, sparse_read
 
 from .conftest import tiny
 

@@ -23,9 +23,9 @@ import torch
 from ..data import VideoSet, open_split
 from ..errors import ConfigError, DataError
 from ..explanation import explained_part
+from ..scoring.maps import TOP_MAPS
 from ..scoring.profile import LevelProfile, ReadProfile, item_quantiles
 from ..scoring.reads import recording, slot_frame
-from ..scoring.maps import TOP_MAPS
 from ..scoring.runner import score_videos, video_signals
 from ..scoring.scores import Scores
 from .stats import Usage, geometry, query_margins, usage

@@ -41,12 +41,12 @@ from ..errors import ConfigError, DataError
 from ..events import EventTracker
 from ..fileio import write_json_atomic, write_text_atomic
 from ..outputs import out_folder
+from ..overlay import overlay_heatmap
 from ..scoring.calibration import require_calibration
 from ..scoring.step import StepModel
 from ..scoring.stream import stream
 from .html_report import ReportBuilder
 from .memory_view import MemoryView
-from ..overlay import overlay_heatmap
 
 __all__ = ["DetectOptions", "detect", "MANIFEST"]
 

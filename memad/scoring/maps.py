@@ -8,10 +8,11 @@ Each scored video's maps, as they come out of the network, go to
   the open video's ground-truth regions), when the split has pixel masks (image sets, whose
   images are not frames of a video, get no RBDC/TBDC);
 - the maps kept for plots: those of the ``keep_top`` highest-scoring and ``keep_lowest``
-  lowest-scoring frames, and those of the split frames named in ``keep_frames`` whatever their scores (``keep_top="all"`` keeps every map, as scoring did before). A video's frames
-  are ranked by the scorer applied to that video's signals alone, which is the final score for
-  scorers that normalise per video or not at all (every built-in preset's); with ``normalise:
-  global`` the maps kept are those of the per-video ranking's extremes.
+  lowest-scoring frames, and those of the split frames named in ``keep_frames`` whatever their scores
+  (``keep_top="all"`` keeps every map, as scoring did before). A video's frames are ranked by the
+  scorer applied to that video's signals alone, which is the final score for scorers that normalise
+  per video or not at all (every built-in preset's); with ``normalise: global`` the maps kept are
+  those of the per-video ranking's extremes.
 
 Then the maps are dropped: what stays is the maps kept (``keep_top + keep_lowest`` of them) and
 counts. Peak memory is one video's maps.
@@ -19,8 +20,8 @@ counts. Peak memory is one video's maps.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from collections.abc import Collection
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
