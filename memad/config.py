@@ -133,6 +133,11 @@ class TestConfig:
     #: "never" carries the memory across test videos (official code); "video" restores
     #: the trained memory at the start of each video.
     reset: Literal["never", "video"] = "never"
+    #: After every test-time write, pull the memory's state this share of the way back to the trained
+    #: state (``s <- s + anchor (trained - s)``): writes then fade with a time constant of about
+    #: ``1 / anchor`` passes, so a long stream cannot carry the memory away from what was calibrated.
+    #: 0 leaves the writes as the paper makes them (docs/deploy.md has the measurements).
+    anchor: float = field(default=0.0, metadata=_range(0, 1))
     #: bfloat16 autocast while scoring (eval, calibrate, stream, detect): "auto" turns it on on CUDA
     #: and on CPUs with native bf16 (AMX-BF16 or AVX512-BF16), where with channels-last it scores
     #: mnad_pred at 256x256 3 to 4 times as fast as fp32 for a Ped2 AUROC change of +0.05 points

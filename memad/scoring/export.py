@@ -45,7 +45,7 @@ from ..network import Network
 from .calibration import require_calibration
 from .export_meta import TAG, npy_text, seal
 from .exported import ExportedModel, _read, check_scores
-from .step import TorchModel, TorchStepModel, default_map_hw, step_signals, writes_at_test
+from .step import TorchModel, TorchStepModel, default_map_hw, step_signals, trained_state, writes_at_test
 from .stream import stream
 
 __all__ = ["export", "ExportError", "StepModule", "FORMATS", "ENGINES"]
@@ -70,12 +70,15 @@ class StepModule(nn.Module):
         self.network, self.map_hw = network, map_hw
         self.state_names = [name for name, _ in network.memory.named_buffers()]
         self.signal_names: list[str] = []
+        # test.anchor pulls the state back to the memory as exported: constants of the graph.
+        self.trained = trained_state(network) if float(network.config["test"].get("anchor", 0.0)) > 0 else None
 
     def forward(self, clip: Tensor, *state: Tensor) -> tuple[Tensor, ...]:
         memory = self.network.memory
         for name, value in zip(self.state_names, state):
             memory._buffers[name] = value  # the state comes in as an input, so tracing keeps its data flow
-        out = step_signals(self.network, to_float(clip), map_hw=self.map_hw, write=writes_at_test(self.network))
+        out = step_signals(self.network, to_float(clip), map_hw=self.map_hw, write=writes_at_test(self.network),
+                           trained=self.trained)
         error_map = out.pop("map")
         self.signal_names = list(out)
         return (torch.stack(list(out.values()), dim=1), error_map,

@@ -40,7 +40,7 @@ from ..interfaces import FrameStats, Scorer
 from ..network import Network
 from .maps import TOP_MAPS, MapSink, check_keep
 from .scores import Scores
-from .step import TorchModel, default_map_hw, step_signals, writes_at_test
+from .step import TorchModel, default_map_hw, step_signals, trained_state, writes_at_test
 
 __all__ = ["Scores", "score_videos", "score_frames", "VideoScorer", "SignalRun", "video_signals", "frame_stats",
            "default_map_hw", "apply_scorer", "MapSink", "TOP_MAPS"]
@@ -64,6 +64,7 @@ class VideoScorer:
         self.channels_last = runtime.scoring_channels_last(tc, device)
         runtime.prepare_model(network, network.config["train"], device,
                               compiled=(network.encoder, network.decoder), channels_last=self.channels_last)
+        self.trained = trained_state(network)  # where test.anchor pulls the memory back to
 
     def __call__(self, frames: Tensor) -> dict[str, Tensor]:
         clip = self.net.clip_length
@@ -76,7 +77,7 @@ class VideoScorer:
             starts = torch.arange(s, min(s + self.chunk, n), device=frames.device)
             clips = to_float(frames[starts[:, None] + steps].to(self.device, non_blocking=True))
             step = step_signals(self.net, clips, amp=self.amp, channels_last=self.channels_last, map_hw=self.map_hw,
-                                write=self.writes)
+                                write=self.writes, trained=self.trained)
             for key, value in step.items():
                 value = value.half() if key == "map" else value  # maps are many: half the memory
                 if key not in outs:

@@ -18,7 +18,7 @@ from typing import Any, Mapping, Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from .. import distributed, runtime
 from ..config import image_hw
@@ -27,7 +27,7 @@ from ..interfaces import Scorer, to_unit_range
 from ..network import Network
 
 __all__ = ["StepModel", "TorchModel", "ClipStep", "TorchStep", "TorchStepModel", "step_signals", "writes_at_test",
-           "default_map_hw"]
+           "anchor_memory", "trained_state", "default_map_hw"]
 
 
 @runtime_checkable
@@ -65,12 +65,34 @@ class TorchModel(StepModel, Protocol):
     network: Network
 
 
+def anchor_memory(memory: nn.Module, trained: Mapping[str, Tensor], rate: float) -> None:
+    """Pull each floating state tensor of ``memory`` a share ``rate`` of the way back to its value in
+    ``trained`` (``test.anchor``), out of place, so an exported graph carries it as data flow.
+
+    >>> m = nn.Module(); m.register_buffer("items", torch.ones(2))
+    >>> anchor_memory(m, {"items": torch.zeros(2)}, 0.25); m.items.tolist()
+    [0.75, 0.75]
+    """
+    for name, value in list(memory.named_buffers()):
+        if name in trained and value.is_floating_point():
+            owner, _, leaf = name.rpartition(".")
+            module = memory.get_submodule(owner) if owner else memory
+            module._buffers[leaf] = value + rate * (trained[name].to(value) - value)
+
+
+def trained_state(network: Network) -> dict[str, Tensor]:
+    """A copy of the memory's state as it is now (what :func:`anchor_memory` pulls back to)."""
+    return {k: v.detach().clone() for k, v in network.memory.state_dict().items()}
+
+
 @torch.no_grad()
 def step_signals(network: Network, clips: Tensor, *, amp: bool = False, channels_last: bool = False,
-                 map_hw: tuple[int, int] | None = None, write: bool = True) -> dict[str, Tensor]:
+                 map_hw: tuple[int, int] | None = None, write: bool = True,
+                 trained: Mapping[str, Tensor] | None = None) -> dict[str, Tensor]:
     """Float clips ``(B, L, C, H, W)`` in [-1, 1] -> per-sample signals (``mse``, the parts' signals, the
     decoder's target signals) and, with ``map_hw``, the per-pixel squared error pooled to that size;
-    with ``write``, the memory's test-time write protocol runs after the pass."""
+    with ``write``, the memory's test-time write protocol runs after the pass, then the memory is pulled
+    ``test.anchor`` of the way back to ``trained`` (when given)."""
     x, y = network.split_clip(clips)
     with runtime.autocast(x.device, amp):
         out = network(runtime.to_model_layout(x, channels_last))
@@ -82,6 +104,9 @@ def step_signals(network: Network, clips: Tensor, *, amp: bool = False, channels
         result["map"] = F.adaptive_avg_pool2d(err.mean(1, keepdim=True), map_hw)[:, 0]
     if write:
         network.memory.test_write(out.memory, pred, y)
+        rate = float(network.config["test"].get("anchor", 0.0))
+        if trained is not None and rate > 0:
+            anchor_memory(network.memory, trained, rate)
     return result
 
 
@@ -104,11 +129,12 @@ class TorchStep:
         runtime.prepare_model(network, network.config["train"], device,
                               compiled=(network.encoder, network.decoder), channels_last=self.channels_last)
         self.write = writes_at_test(network)
-        self.trained = {k: v.clone() for k, v in network.memory.state_dict().items()}
+        self.trained = trained_state(network)
 
     def __call__(self, clip: Tensor) -> dict[str, Tensor]:
         out = step_signals(self.network, to_float(clip.to(self.device)), amp=self.amp,
-                           channels_last=self.channels_last, map_hw=self.map_hw, write=self.write)
+                           channels_last=self.channels_last, map_hw=self.map_hw, write=self.write,
+                           trained=self.trained)
         if "map" in out:
             out["map"] = out["map"].half()  # as offline scoring keeps them
         return out
