@@ -7,15 +7,22 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from memad_plugins.dmad.codebook import Codebook
-from memad_plugins.dmad.layers import coordinate_channels
-from memad_plugins.dmad.network import PDMDecoder
-from memad_plugins.dmad.pdm import (OffsetNet, gradient_difference, magnitude_loss, scaled_window,
-                                    smoothness_loss, warp, window_max)
-from memad_plugins.dmad.scorer import DMADScorer, robust_smooth
 from PIL import Image
 
 import memad
+from memad_plugins.dmad.codebook import Codebook
+from memad_plugins.dmad.layers import coordinate_channels
+from memad_plugins.dmad.network import PDMDecoder
+from memad_plugins.dmad.pdm import (
+    OffsetNet,
+    gradient_difference,
+    magnitude_loss,
+    scaled_window,
+    smoothness_loss,
+    warp,
+    window_max,
+)
+from memad_plugins.dmad.scorer import DMADScorer, robust_smooth
 
 from .conftest import tiny
 
