@@ -315,6 +315,21 @@ def test_robust_smoothing_and_the_score_by_hand():
         DMADScorer(smooth_keep=12)
 
 
+def test_calibrated_scores_are_unsmoothed_so_a_frame_scores_alone():
+    video = np.zeros(12, dtype=int)
+    signals = {"deformation": np.linspace(0.0, 1.1, 12), "recon_l1": np.r_[np.zeros(11), 2.0],
+               "gradient_error": np.full(12, 0.5)}
+    ranges = {"deformation": (0.0, 1.0), "recon_l1": (0.0, 0.5), "gradient_error": (0.0, 1.0)}
+    stats = memad.FrameStats(video, signals, calibration=ranges)
+    scorer = DMADScorer()  # the official 11-frame smoothing, which applies only without a calibration
+    by_hand = 0.2 * signals["deformation"] + 0.4 * signals["recon_l1"] / 0.5 + 0.6 * 0.5
+    assert scorer(stats).tolist() == pytest.approx(by_hand.tolist())
+    last = memad.FrameStats(video[-1:], {k: v[-1:] for k, v in signals.items()}, calibration=ranges)
+    assert scorer(last).tolist() == pytest.approx([by_hand[-1]])  # the same score alone as within its video
+    plain = memad.FrameStats(video, signals)  # uncalibrated: per-video min-max, then smoothed (the official rule)
+    assert not np.allclose(scorer(plain), DMADScorer(smooth_weights=[])(plain))
+
+
 def test_dmad_pred_builds_fits_one_step_and_evaluates_on_synthetic():
     det = memad.build("dmad_pred", **tiny(train={"max_steps_per_epoch": 1, "batch_size": 2}))
     assert det.encoder.channels == [12, 8, 16, 32, 64] and det.memory.items.shape == (200, 64)

@@ -45,3 +45,10 @@ def test_dmad_pred_export_scores_equal_pytorch(dmad, fmt, tmp_path):
     np.testing.assert_allclose(exported, torch_scores, atol=1e-4, rtol=0)
     out = model.step(frames[:5].numpy()[None])
     assert {"deformation", "recon_l1", "gradient_error", "distance", "map"} <= set(out)
+
+
+def test_dmad_pred_streamed_scores_equal_its_offline_calibrated_scores(dmad):
+    test = make_synthetic("testing", (32, 32), 3, 32, SPEC)
+    offline = dmad.score(test)
+    streamed = np.array([r.score for r in dmad.stream(list(test.video(1).frames))])
+    np.testing.assert_allclose(streamed, offline.calibrated[offline.video == 1], atol=1e-5, rtol=0)
