@@ -21,12 +21,12 @@ import copy
 import json
 import os
 import platform
-import subprocess
 import time
 import warnings
 from pathlib import Path
 
 import torch
+from benchlib.environment import git_state
 
 import memad
 from memad import runtime
@@ -100,7 +100,8 @@ def main(argv=None) -> dict:
             path = Path("/tmp/memad_cpu_deploy.onnx")
             with warnings.catch_warnings(), torch.no_grad(), contextlib.redirect_stdout(io.StringIO()):
                 warnings.simplefilter("ignore")
-                program = torch.onnx.export(StepModule(twin.network, default_map_hw(det.config)), (clip, *state), dynamo=True)
+                step = StepModule(twin.network, default_map_hw(det.config))
+                program = torch.onnx.export(step, (clip, *state), dynamo=True)
                 program.save(str(path))
             options = ort.SessionOptions()
             options.intra_op_num_threads = args.threads
@@ -120,7 +121,7 @@ def main(argv=None) -> dict:
             for _ in range(args.frames):
                 run()
             rounds[name].append(args.frames / (time.perf_counter() - t0))
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    commit = git_state()["commit"]
     report = {"preset": "mnad_pred", "size": args.size, "threads": args.threads, "frames": args.frames,
               "repeats": args.repeats, "cpu": platform.processor() or platform.machine(), "cpu_flags": cpu_flags(),
               "torch": torch.__version__, "commit": commit, "load_average": os.getloadavg(),

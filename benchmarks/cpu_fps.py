@@ -19,7 +19,6 @@ average), ``cpu_fps.md`` (the table of docs/benchmarks.md) and ``cpu_fps.png``.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import math
 import os
 import shlex
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
+from benchlib.environment import environment
 from tqdm.auto import tqdm
 
 import memad
@@ -49,14 +49,6 @@ QUICK: dict[str, dict[str, Any]] = {
 }
 #: The official MNAD code's prediction model on 2 CPU cores (the figure quoted in issue 5).
 OFFICIAL_PRED_FPS_2_CORES = 1.3
-
-
-def _bench_helpers():
-    """environment() and git_state() of bench.py (the same records in both result files)."""
-    spec = importlib.util.spec_from_file_location("memad_bench_script", HERE / "bench.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def synthetic_video(n: int, channels: int, size: int, seed: int = 0) -> VideoSet:
@@ -192,7 +184,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             p.error(f"--{name.replace('_', '-')}: expected an integer >= 1, got {getattr(args, name)}")
     if min(args.threads) < 1:
         p.error(f"--threads: expected integers >= 1, got {args.threads}")
-    helpers = _bench_helpers()
     load_before = os.getloadavg()
     jobs = []
     for preset in args.presets:
@@ -215,7 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     header = {
         "benchmark": "cpu_fps", "threads": args.threads, "repeats": args.repeats,
         "command_line": shlex.join(["python", "benchmarks/cpu_fps.py", *(sys.argv[1:] if argv is None else argv)]),
-        "environment": helpers.environment(torch.device("cpu")),
+        "environment": environment(torch.device("cpu")),
         # The machine may be shared: the 1-minute load says how much else ran meanwhile.
         "load_average": f"{load_before[0]:.2f} before, {os.getloadavg()[0]:.2f} after",
         "seconds": time.perf_counter() - t0, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

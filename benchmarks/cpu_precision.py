@@ -16,17 +16,16 @@ import argparse
 import copy
 import json
 import platform
-import subprocess
 from pathlib import Path
 
 import torch
+from benchlib.environment import git_state
 
 import memad
 from memad import runtime
 from memad.config import make_config
 from memad.data import open_split
 from memad.fileio import write_json_atomic
-from memad import training
 
 REPO = Path(__file__).resolve().parent.parent
 SETTINGS = {"fp32": {"amp": False, "channels_last": False},
@@ -66,8 +65,7 @@ def main(argv=None) -> dict:
         for name in SETTINGS:
             row[name]["auroc_minus_fp32"] = row[name]["frame_auroc"] - row["fp32"]["frame_auroc"]
         runs.append(row)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=REPO).stdout.strip()
+    commit = git_state()["commit"]
     report = {"preset": args.preset, "size": args.size, "seeds": args.seeds, "steps": args.steps,
               "epochs": args.epochs, "threads": torch.get_num_threads(), "native_cpu_bf16": runtime.native_cpu_bf16(),
               "cpu": platform.processor() or platform.machine(), "torch": torch.__version__, "commit": commit,

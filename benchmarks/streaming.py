@@ -37,7 +37,6 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def measure(data: str, config: dict, mode: str, test_videos: int | None) -> dict:
-    from memad import training
 
     train_set = open_split(data, "training", config)  # the cache is built here, outside the timings
     test_set = open_split(data, "testing", config)

@@ -8,8 +8,19 @@
 
 from .detector import Detector, build, load
 from .errors import CheckpointError, ConfigError, DataError, MemadError, NumericalError
+from .explain import explain
 from .hookspecs import hookimpl
-from .interfaces import Decoder, DecoderOutput, Encoder, FrameStats, Memory, MemoryOutput, Scorer, UpdateRule
+from .interfaces import (
+    Decoder,
+    DecoderOutput,
+    Encoder,
+    FrameStats,
+    LevelExplanation,
+    Memory,
+    MemoryOutput,
+    Scorer,
+    UpdateRule,
+)
 from .network import Network, build_component
 from .registry import get_registry, list_components, register, reload_plugins
 from .reports.compare import compare
@@ -23,8 +34,8 @@ def list_presets() -> list[str]:
 
 
 __all__ = [
-    "build", "load", "compare", "Detector", "Network", "build_component", "register", "list_components",
+    "build", "load", "compare", "explain", "Detector", "Network", "build_component", "register", "list_components",
     "list_presets", "get_registry",
-    "reload_plugins", "hookimpl", "Encoder", "Memory", "MemoryOutput", "Decoder", "DecoderOutput", "Scorer",
-    "UpdateRule", "FrameStats", "MemadError", "ConfigError", "DataError", "CheckpointError", "NumericalError",
+    "reload_plugins", "hookimpl", "Encoder", "Memory", "MemoryOutput", "LevelExplanation", "Decoder", "DecoderOutput",
+    "Scorer", "UpdateRule", "FrameStats", "MemadError", "ConfigError", "DataError", "CheckpointError", "NumericalError",
 ]

@@ -54,7 +54,9 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         # Quote only what was refused: torch's own text also suggests weights_only=False, which would run it.
-        found = re.search(r"GLOBAL (\S+) was not an allowed global", str(exc))
+        # torch's wording varies by version ("GLOBAL x was not an allowed global", "unsupported GLOBAL x whose
+        # module y is blocked"): the name after GLOBAL is what the pickle would call.
+        found = re.search(r"GLOBAL (\S+)", str(exc))
         what = f"it would call or build {found.group(1)}" if found else "unsupported pickle content"
         raise CheckpointError(f"{path}: refused: the file holds objects other than tensors and plain data "
                               f"({what}); only load it unsafely if you trust where it came from") from exc

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -126,25 +126,30 @@ class Detector:
 
     # -- estimator API --------------------------------------------------------------------
     def fit(self, data: Any, *, epochs: int | None = None, out: str | Path | None = None,
-            resume: bool = True, log: Callable[[dict[str, Any]], None] | None = None) -> "Detector":
+            resume: bool = True, log: Callable[[dict[str, Any]], None] | None = None,
+            callbacks: Sequence[Any] = ()) -> "Detector":
         """Train on the ``training`` split of ``data`` (a folder, ``"synthetic"``, or a VideoSet).
 
         With ``out``, a checkpoint is written there after every epoch and a rerun resumes from it
-        (a run of another shape there is refused). ``log`` is called with each epoch's record.
+        (a run of another shape there is refused). ``log`` is called with each epoch's record;
+        ``callbacks`` get step and epoch records (``on_step`` / ``on_epoch``, see :func:`memad.training.train`).
         Sets ``history_``, ``holdout_videos_`` and ``fit_summary_`` (time, steps, device); returns ``self``.
         """
         result = training.train(self.network, data, epochs=epochs, out=out, resume=resume, log=log,
-                                history=self.history_)
+                                history=self.history_, callbacks=callbacks)
         self.history_, self.holdout_videos_, self.fit_summary_ = result.history, result.holdout_videos, result.summary
         return self
 
-    def score(self, data: Any, labels: str | Path | None = None) -> Scores:
+    def score(self, data: Any, labels: str | Path | None = None, *, keep_maps: int | str = runner.TOP_MAPS,
+              keep_lowest: int = 0) -> Scores:
         """Score every test frame of ``data``; returns :class:`memad.scoring.scores.Scores`.
 
         ``Scores.scores`` are the scorer's as configured (per-video min-max for the paper's
-        presets); with a calibration, ``Scores.calibrated`` holds the calibrated scores too.
+        presets); with a calibration, ``Scores.calibrated`` holds the calibrated scores too. The
+        pixel metrics are computed while scoring; ``Scores.maps`` keeps the error maps of the
+        ``keep_maps`` highest- and ``keep_lowest`` lowest-scoring frames (``keep_maps="all"``: all).
         """
-        return runner.score_videos(self, data, labels=labels)
+        return runner.score_videos(self, data, labels=labels, keep_maps=keep_maps, keep_lowest=keep_lowest)
 
     def decision_function(self, data: Any) -> np.ndarray:
         """Anomaly score per scored test frame (higher = more anomalous): calibrated when calibrated."""
@@ -214,10 +219,14 @@ class Detector:
         online. See :func:`memad.scoring.stream.stream` for the options."""
         return stream(self, frames, **options)
 
-    def evaluate(self, data: Any, labels: str | Path | None = None) -> dict[str, Any]:
-        """Frame AUROC (pooled and per-video mean), AUPR, EER, pixel AUROC, frames/s; with a
-        calibration also the calibrated AUROC and precision/recall/F1 at ``threshold_``."""
-        return self.score(data, labels=labels).metrics(threshold=self.threshold_)
+    def evaluate(self, data: Any, labels: str | Path | None = None, *, resamples: int = 1000,
+                 seed: int = 0) -> dict[str, Any]:
+        """Frame AUROC (pooled, per video, per scene, its bootstrap interval over ``resamples`` draws of
+        the test videos with numpy seed ``seed``), AUPR, EER, pixel AUROC, RBDC/TBDC, frames/s; with a
+        calibration also the calibrated AUROC, precision/recall/F1 and the event metrics at
+        ``threshold_`` (:meth:`memad.scoring.scores.Scores.metrics`, docs/metrics.md)."""
+        return self.score(data, labels=labels, keep_maps=0).metrics(threshold=self.threshold_, resamples=resamples,
+                                                                    seed=seed)
 
     def export(self, path: str | Path, fmt: str = "onnx", **options: Any) -> dict[str, Any]:
         """Export the per-frame step (ONNX or TorchScript), checked against PyTorch; see

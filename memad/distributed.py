@@ -291,9 +291,11 @@ def wrap(detector: nn.Module, device: torch.device, sync_bn: bool = False) -> tu
     (``SyncBatchNorm``, GPU only in torch); the call after training restores the model's
     own BatchNorm modules.
     """
+    def restore() -> None:
+        return None
+
     if not is_distributed():
-        return detector, lambda: None
-    restore: Callable[[], None] = lambda: None
+        return detector, restore
     if sync_bn:
         if device.type != "cuda":
             raise ConfigError(f"train.sync_bn=true: torch's SyncBatchNorm runs only on GPUs, this run is on {device}; "

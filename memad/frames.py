@@ -110,8 +110,10 @@ def to_uint8(values: np.ndarray | Tensor, what: str = "frames", float_range: Flo
         raise DataError(f"{what}: expected uint8, uint16 or float pixel values, got dtype {arr.dtype}")
     bad = ~np.isfinite(arr)
     if bad.any():
-        frame = first_frame + (int(np.argmax(bad.reshape(bad.shape[0], -1).any(1))) if arr.ndim == 4 else 0)
-        raise DataError(f"{what}: {int(bad.sum())} values are NaN or infinite (first in frame {frame})")
+        # A stack names the frame; a single frame is already named by ``what``.
+        where = (f" (first in frame {first_frame + int(np.argmax(bad.reshape(bad.shape[0], -1).any(1)))})"
+                 if arr.ndim == 4 else "")
+        raise DataError(f"{what}: {int(bad.sum())} values are NaN or infinite{where}")
     return _float_to_uint8(arr.astype(np.float64, copy=False), float_range, what)
 
 

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-__all__ = ["Encoder", "Memory", "MemoryOutput", "Decoder", "DecoderOutput", "Scorer", "UpdateRule", "FrameStats",
-           "normalise_per_group", "to_unit_range", "psnr_from_mse"]
+__all__ = ["Encoder", "Memory", "MemoryOutput", "LevelExplanation", "Decoder", "DecoderOutput", "Scorer", "UpdateRule",
+           "FrameStats", "normalise_per_group", "to_unit_range", "psnr_from_mse"]
 
 
 class Encoder(nn.Module, abc.ABC):
@@ -68,6 +68,39 @@ class MemoryOutput:
             self.distance = self.signals["distance"]
 
 
+@dataclass
+class LevelExplanation:
+    """How one memory level read a batch: the item each query position is assigned to, and how far it is.
+
+    Shapes are ``(B, *grid)``, ``grid`` the level's ``(h, w)`` (``(t, h, w)`` for 3D maps). Attributes:
+        assignment: int64, each position's item: its nearest, or the largest read weight's for attention.
+        distance: float32, the mean over channels of the squared difference between the query and its item
+            (MNAD's D per position: averaged over positions it is MNAD's ``distance`` signal).
+        items: ``(M, D)``, or ``(B, M, D)`` for prototypes made from each input (``per_input``: item ``m`` of
+            two inputs is the same slot, not the same vector).
+        weights, weight_items: the K largest read weights ``(B, *grid, K)``, descending, and their items
+            (memories read by attention; None for one that reads its nearest item only).
+        runner_up: the same distance to the nearest other item, or None: ``sqrt(D * runner_up) - sqrt(D *
+            distance)`` is the margin in L2 that MNAD's separateness (triplet) loss enlarges.
+        level: the encoder level read (None: the network fills it in); cell: input pixels ``(rows, cols)``
+            per grid cell when not the level's encoder reduction (a whole-map query: the frame).
+    """
+
+    assignment: Tensor
+    distance: Tensor
+    items: Tensor
+    per_input: bool = False
+    weights: Tensor | None = None
+    weight_items: Tensor | None = None
+    runner_up: Tensor | None = None
+    level: int | None = None
+    cell: tuple[int, int] | None = None
+
+    @property
+    def num_items(self) -> int:
+        return int(self.items.shape[-2])
+
+
 class Memory(nn.Module, abc.ABC):
     """Reads (and possibly writes) a memory from encoder features.
 
@@ -84,6 +117,9 @@ class Memory(nn.Module, abc.ABC):
       by an update rule). The training loop then writes each step's ``query``, gathered
       over all processes, and copies the memory's buffers from rank 0 to every rank; at test
       time :meth:`test_write` runs after every forward pass (when ``test.update`` is on).
+
+    A memory with items may also explain its reads (:meth:`explain`, optional): ``memad explain``,
+    the detect report and the training loop's memory health use it.
     """
 
     levels: Sequence[int] = (-1,)
@@ -115,6 +151,17 @@ class Memory(nn.Module, abc.ABC):
         ``keep`` is a boolean ``(B,)`` mask of the samples allowed in. Memories that are
         not written outside autograd ignore this.
         """
+
+    def explain(self, features: Any) -> list[LevelExplanation]:
+        """How this memory reads ``features`` (what :meth:`forward` gets): one :class:`LevelExplanation` per
+        level, in ``levels`` order. Optional; no state changes, no gradients. The default raises a
+        :class:`memad.ConfigError` naming the memory."""
+        from .errors import ConfigError
+        from .registry import get_registry
+
+        found = [f"{e.name!r} ({e.source})" for e in get_registry() if e.kind == "memory" and e.obj is type(self)]
+        who = found[0] if found else f"{type(self).__name__!r} (not registered)"
+        raise ConfigError(f"memory {who} does not explain its reads: it has no explain()")
 
     def test_write(self, out: MemoryOutput, output: Tensor, target: Tensor) -> None:
         """The test-time write protocol, after each forward pass on test frames (no gradients).

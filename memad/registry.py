@@ -1,8 +1,9 @@
 """The component registry, fed by pluggy plugins from the ``memad`` entry-point group.
 
-Kinds: ``encoder``, ``memory``, ``update_rule``, ``decoder``, ``scorer``, ``dataset``, ``preset`` and
+Kinds: ``encoder``, ``memory``, ``update_rule``, ``decoder``, ``scorer``, ``dataset``, ``preset``,
 ``command`` (a ``memad`` subcommand: a function that adds its arguments to an argparse parser
-and returns the handler; its docstring's first line is the help).
+and returns the handler; its docstring's first line is the help) and ``logger`` (an experiment
+tracker, a :class:`memad.tracking.Logger` subclass, named by ``--logger``; see docs/tracking.md).
 Built-in components live in ``memad_plugins`` and are loaded through the same
 entry-point group and hook as a third-party package (memad's own entry points, from its
 installed metadata or, in a source checkout, its ``pyproject.toml``). A plugin that fails to
@@ -41,7 +42,7 @@ import yaml
 from . import hookspecs
 from .errors import ConfigError, unknown_name_message
 
-KINDS = ("encoder", "memory", "update_rule", "decoder", "scorer", "dataset", "preset", "command")
+KINDS = ("encoder", "memory", "update_rule", "decoder", "scorer", "dataset", "preset", "command", "logger")
 ENTRY_POINT_GROUP = "memad"
 #: The distribution memad itself is installed as (its entry points are the built-in plugins).
 DISTRIBUTION = "memad"

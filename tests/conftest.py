@@ -32,3 +32,17 @@ def tiny(**extra):
 @pytest.fixture
 def tiny_overrides():
     return tiny()
+
+
+#: Fixtures that install packages with pip or start several processes (torchrun, spawn).
+_INTEGRATION_FIXTURES = {"topk_installed", "twolevel_installed", "ranks"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark the integration tests (pip installs, torchrun or spawned ranks, a real browser) so that
+    ``pytest -m "not integration"`` is a fast loop; the README's command still runs everything."""
+    for item in items:
+        name = item.name.lower()
+        if (_INTEGRATION_FIXTURES & set(getattr(item, "fixturenames", ())) or "torchrun" in name
+                or "real_browser" in name or item.get_closest_marker("browser") is not None):
+            item.add_marker(pytest.mark.integration)

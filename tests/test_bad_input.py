@@ -312,7 +312,7 @@ def test_cli_subprocess_unknown_preset(tmp_path):
                            "--out", str(tmp_path / "run")], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
-    assert lines == [l for l in lines if l.startswith("memad: error: ")] and len(lines) == 1, proc.stderr
+    assert lines == [ln for ln in lines if ln.startswith("memad: error: ")] and len(lines) == 1, proc.stderr
     assert "unknown preset 'mnad_prd'; did you mean 'mnad_pred'?" in lines[0]
     assert not (tmp_path / "run").exists()
 

@@ -6,13 +6,13 @@ import importlib.util
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 import memad
-from memad import training
 from memad.errors import MemadError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -20,6 +20,9 @@ ARGS = ["--data", "synthetic", "--presets", "mnad_pred", "--seeds", "1", "--epoc
         "--set", "data.image_size=32", "--set", "encoder.widths=[8,16,32,64]",
         "--set", "train.max_steps_per_epoch=2", "--set", "memory.gate=null", "--set", "test.chunk=16",
         "--device", "cpu", "--tag", "t", "--no-progress", "--chunks", "1"]
+
+
+sys.path.insert(0, str(REPO / "benchmarks"))  # the scripts import their shared pieces (benchlib) from there
 
 
 def _load_bench():

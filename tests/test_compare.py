@@ -9,8 +9,8 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 import memad
-import memad.training
 import memad.scoring.runner
+import memad.training
 from memad.cli import main
 from memad.data.synthetic import SyntheticSpec, make_synthetic
 from tests.conftest import tiny

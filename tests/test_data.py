@@ -8,8 +8,7 @@ import torch
 from PIL import Image
 from scipy.io import savemat
 
-from memad.data import gather_clips, open_split, to_float
-from memad.data import load_frame_folder
+from memad.data import gather_clips, load_frame_folder, open_split, to_float
 from memad.data.labels import load_label_file
 from memad.data.synthetic import make_synthetic
 

@@ -24,10 +24,10 @@ import torch.distributed as dist
 import memad
 from memad import distributed
 from memad.data import VideoSet
+from memad.data.clips import epoch_order as _epoch_order
 from memad.data.synthetic import SyntheticSpec, make_synthetic
 from memad.scoring.runner import score_videos
-from memad.data.clips import epoch_order as _epoch_order
-from memad.training import train, write_memory
+from memad.training import write_memory
 
 from .conftest import tiny
 

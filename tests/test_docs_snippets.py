@@ -74,28 +74,25 @@ def test_snippets_run(page, workspace, tmp_path, monkeypatch):
     frames = [f.permute(1, 2, 0).numpy() for f in memad.data.open_split(
         "synthetic", "testing", memad.config.make_config("mnad_pred", SCALE)).video(0).frames[:8]]
     namespace = {"__name__": f"docs_{page.stem}", "frames": frames}
-    registered = []
+    reg = memad.get_registry()
+    saved = {kind: dict(entries) for kind, entries in reg._entries.items()}  # what the snippets register goes again
     try:
         for i, (plugin, code) in enumerate(_snippets(page)):
             if plugin is not None:
-                registered.append(_register_example(ROOT / plugin, monkeypatch))
+                _register_example(ROOT / plugin, monkeypatch)
             try:
                 exec(compile(code, f"{page.relative_to(ROOT)} snippet {i + 1}", "exec"), namespace)
             except Exception as exc:
                 raise AssertionError(f"{page.relative_to(ROOT)}, snippet {i + 1} failed: {type(exc).__name__}: "
                                      f"{exc}\n{code}") from exc
     finally:
-        for kind, name in [k for names in registered for k in names]:
-            memad.get_registry().unregister(kind, name)
+        reg._entries = saved
 
 
-def _register_example(folder: Path, monkeypatch) -> list[tuple[str, str]]:
+def _register_example(folder: Path, monkeypatch) -> None:
     """An example plugin package registered in this process, as its entry point would (no pip install)."""
     monkeypatch.syspath_prepend(str(folder))
     package = next(p.name for p in folder.iterdir() if p.is_dir() and (p / "plugin.py").is_file())
     module = importlib.import_module(f"{package}.plugin")
-    reg = memad.get_registry()
-    before = {(e.kind, e.name) for e in reg}
-    module.memad_register(registry=reg)
+    module.memad_register(registry=memad.get_registry())
     sys.modules.pop(f"{package}.plugin", None)
-    return [(e.kind, e.name) for e in reg if (e.kind, e.name) not in before]

@@ -160,7 +160,7 @@ def test_maps_command_writes_a_png_grid_of_the_top_images(defects, tmp_path, cap
     assert scores == sorted(scores, reverse=True)
     assert all(line.split()[2].split("/")[0] in {"good", "scratch", "spot"} for line in lines)
     assert main(["maps", str(ckpt), "--data", str(defects), "--out", str(tmp_path / "grid.jpg")]) == 2
-    assert "--out: expected a .png" in capsys.readouterr().err
+    assert "grid.jpg: expected a file ending in .png, got .jpg" in capsys.readouterr().err
 
 
 def test_maps_lowest_adds_the_most_normal_images_on_a_row_of_their_own(defects, tmp_path, capsys):
@@ -189,7 +189,7 @@ def test_maps_lowest_adds_the_most_normal_images_on_a_row_of_their_own(defects, 
     fig = top_frames_grid(det.score(test), test, k=8, columns=4, lowest=5)
     assert len([ax for ax in fig.axes if ax.get_title()]) == 10
     assert main(["maps", str(ckpt), "--data", str(defects), "--lowest", "-1", "--out", str(out)]) == 2
-    assert "--lowest: expected 0 or more images, got -1" in capsys.readouterr().err
+    assert "argument --lowest: expected an integer >= 0, got -1" in capsys.readouterr().err
 
 
 def test_evaluate_images_reports_f1_at_the_given_threshold(defects):

@@ -109,3 +109,37 @@ def test_library_modules_do_not_import_the_cli():
     users = {m for m, deps in graph.items() if any(d == "memad.cli" or d.startswith("memad.cli.") for d in deps)
              and not m.startswith("memad.cli") and m != "memad.__main__"}
     assert not users
+
+
+def test_every_package_is_installed():
+    """pyproject.toml lists the packages by hand (memad_plugins maps to plugins/): none may be missing."""
+    import tomllib
+
+    project = tomllib.loads((CORE.parent / "pyproject.toml").read_text())
+    listed = set(project["tool"]["setuptools"]["packages"])
+    found = {".".join(p.relative_to(CORE.parent).parts[:-1]) for p in CORE.rglob("__init__.py")}
+    found |= {".".join(("memad_plugins", *p.relative_to(CORE.parent / "plugins").parts[:-1])).rstrip(".")
+              for p in (CORE.parent / "plugins").rglob("__init__.py")}
+    assert found == listed, f"missing {sorted(found - listed)}, stale {sorted(listed - found)}"
+
+
+def test_no_import_cycle_between_subpackages():
+    """memad's subpackages (memad.data, memad.scoring...) and top-level modules as units: imports between
+    units point one way, as docs/concepts.md draws them (model <-> scoring was such a cycle)."""
+    def unit(module: str) -> str:
+        return ".".join(module.split(".")[:2])
+
+    units: dict[str, set[str]] = {}
+    for module, deps in import_graph().items():
+        units.setdefault(unit(module), set())
+        if unit(module) == "memad":  # the public facade imports everything by design
+            continue
+        units[unit(module)] |= {unit(d) for d in deps if unit(d) != unit(module)}
+    assert {"memad.network", "memad.training", "memad.scoring", "memad.detector", "memad.frames"} <= set(units)
+    assert find_cycle(units) is None, " -> ".join(find_cycle(units))
+
+
+def test_training_and_scoring_never_import_the_estimator():
+    graph = import_graph()
+    users = {m for m, deps in graph.items() if "memad.detector" in deps}
+    assert not {m for m in users if m.startswith(("memad.training", "memad.scoring", "memad.network"))}, users

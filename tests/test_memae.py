@@ -5,10 +5,10 @@ import math
 import numpy as np
 import pytest
 import torch
-from memad_plugins.memae.memory import MemAEMemory, attention_entropy, hard_shrink_relu, sparse_address
 
 import memad
 import memad.data
+from memad_plugins.memae.memory import MemAEMemory, attention_entropy, hard_shrink_relu, sparse_address
 
 from .conftest import tiny
 

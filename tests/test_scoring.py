@@ -7,9 +7,9 @@ import pytest
 import torch
 
 import memad
+from memad.interfaces import FrameStats, normalise_per_group
 from memad.metrics import frame_metrics
 from memad_plugins.mnad.memory import regular_score
-from memad.interfaces import FrameStats, normalise_per_group
 from memad_plugins.scorers.scorers import PSNRScorer, WeightedScorer
 
 from .conftest import tiny

@@ -11,7 +11,6 @@ import pytest
 import torch
 
 import memad
-from memad.data import VideoSet
 from memad.data.synthetic import SyntheticSpec, make_synthetic
 from memad.scoring.stream import _LatestFrames
 

@@ -18,13 +18,21 @@ from ..errors import MemadError
 from ..registry import get_registry
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, whose errors are one line naming the option (and where the help is), not the
+    usage text before it."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``memad`` parser with every registered command."""
     from .. import __version__
 
-    parser = argparse.ArgumentParser(prog="memad", description="Memory-augmented anomaly detection.")
+    parser = Parser(prog="memad", description="Memory-augmented anomaly detection.")
     parser.add_argument("--version", action="version", version=f"memad {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     reg = get_registry()
     for name in reg.names("command"):
         setup = reg.get("command", name).obj
@@ -34,7 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # argparse's own exits: --help (0), a bad option or value (2, its one line printed)
+        return int(exc.code or 0)
     try:
         return int(args.func(args) or 0)
     except MemadError as exc:

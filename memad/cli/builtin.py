@@ -4,10 +4,10 @@ group) as a third-party plugin's: ``registry.add("command", name, setup)``."""
 from __future__ import annotations
 
 from ..hookspecs import hookimpl
-from . import deploy, reports, run
+from . import deploy, explain, reports, run
 
 
 @hookimpl
 def memad_register(registry) -> None:
-    for name, setup in {**run.COMMANDS, **reports.COMMANDS, **deploy.COMMANDS}.items():
+    for name, setup in {**run.COMMANDS, **reports.COMMANDS, **deploy.COMMANDS, **explain.COMMANDS}.items():
         registry.add("command", name, setup)

@@ -7,7 +7,7 @@ import argparse
 import sys
 from typing import Callable
 
-from .common import add_set, overrides, print_json
+from .common import add_set, number, overrides, print_json
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -22,17 +22,18 @@ def setup_detect(p: argparse.ArgumentParser) -> Handler:
                                  "stream URL (rtsp://, http://...)")
     p.add_argument("--out", default="runs/detect", help="output folder (default runs/detect)")
     p.add_argument("--overwrite", action="store_true", help="replace the outputs of another run in --out")
-    p.add_argument("--smoothing", type=int, default=d.smoothing, metavar="FRAMES",
+    p.add_argument("--smoothing", type=number(int, low=1), default=d.smoothing, metavar="FRAMES",
                    help=f"causal moving average before the events (default {d.smoothing})")
-    p.add_argument("--release", type=float, default=d.release, metavar="FRACTION",
+    p.add_argument("--release", type=number(float, low=0), default=d.release, metavar="FRACTION",
                    help=f"hysteresis: an event ends below threshold - FRACTION x |threshold| (default {d.release})")
-    p.add_argument("--min-frames", type=int, default=d.min_frames, help=f"shortest event (default {d.min_frames})")
-    p.add_argument("--merge-gap", type=int, default=d.merge_gap,
+    p.add_argument("--min-frames", type=number(int, low=1), default=d.min_frames,
+                   help=f"shortest event (default {d.min_frames})")
+    p.add_argument("--merge-gap", type=number(int, low=0), default=d.merge_gap,
                    help=f"merge events fewer frames apart than this (default {d.merge_gap})")
     p.add_argument("--policy", choices=("block", "drop"),
                    help="when input outruns the model: wait for it (block, the default for files) or skip frames "
                         "and count them (drop, the default for cameras and streams)")
-    p.add_argument("--timeout", type=float, default=d.timeout, metavar="SECONDS",
+    p.add_argument("--timeout", type=number(float, low=0, low_open=True), default=d.timeout, metavar="SECONDS",
                    help=f"how long a stream URL may take to answer (default {d.timeout:g})")
     p.add_argument("--engine", choices=("torch", "onnxruntime", "torchscript"), default=None,
                    help="torch for a checkpoint (default); onnxruntime or torchscript for a file from memad export "
@@ -97,11 +98,12 @@ def setup_export(p: argparse.ArgumentParser) -> Handler:
     """export a calibrated checkpoint's per-frame step as ONNX or TorchScript, checked against PyTorch"""
     p.add_argument("checkpoint")
     p.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
-    p.add_argument("--out", help="the file to write (default: the checkpoint's name with .onnx or .ts)")
+    p.add_argument("--out", help="the file to write, or a folder to write it in (default: the checkpoint's name "
+                                 "with .onnx or .ts)")
     p.add_argument("--data", help="check the export on the start of this data's first test video (default: the "
                                   "generated synthetic one at the model's size)")
-    p.add_argument("--frames", type=int, default=24, help="frames of the check sequence (default 24)")
-    p.add_argument("--atol", type=float, default=1e-4,
+    p.add_argument("--frames", type=number(int, low=2), default=24, help="frames of the check sequence (default 24)")
+    p.add_argument("--atol", type=number(float, low=0, low_open=True), default=1e-4,
                    help="largest absolute score difference from PyTorch allowed (default 1e-4)")
     p.add_argument("--json", action="store_true")
     add_set(p)
@@ -110,10 +112,13 @@ def setup_export(p: argparse.ArgumentParser) -> Handler:
         from pathlib import Path
 
         from ..detector import load
+        from ..outputs import out_file
         from ..scoring.export import export
 
+        suffix = ".onnx" if args.format == "onnx" else ".ts"
+        name = Path(args.checkpoint).with_suffix(suffix).name
+        out = out_file(args.out or Path(args.checkpoint).with_suffix(suffix), suffixes=(suffix,), default_name=name)
         det = load(args.checkpoint, overrides=overrides(args))
-        out = args.out or str(Path(args.checkpoint).with_suffix(".onnx" if args.format == "onnx" else ".ts"))
         report = export(det, out, args.format, data=args.data, frames=args.frames, atol=args.atol)
         if args.json:
             print_json(report)

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from .common import add_set, overrides
+from .common import RATE, add_logger, add_set, number, overrides
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -16,23 +16,28 @@ def setup_compare(p: argparse.ArgumentParser) -> Handler:
     """train and evaluate several presets on one dataset (over seeds): a table, plots and a report"""
     p.add_argument("presets", nargs="+", metavar="PRESET")
     p.add_argument("--data", required=True, help="dataset root, or a data spec such as 'synthetic'")
-    p.add_argument("--seeds", type=int, default=1, help="runs per preset, seeds base+0, base+1, ... (default 1)")
-    p.add_argument("--epochs", type=int)
+    p.add_argument("--seeds", type=number(int, low=1), default=1,
+                   help="runs per preset, seeds base+0, base+1, ... (default 1)")
+    p.add_argument("--epochs", type=number(int, low=0))
     p.add_argument("--seed", type=int, help="base seed (default: each preset's train.seed)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: auto)")
     p.add_argument("--out", default="runs/compare", help="output folder (default runs/compare)")
     p.add_argument("--labels", help="label file for the test split (.npy or .mat)")
-    p.add_argument("--false-alarm-rate", type=float, default=0.01, metavar="RATE",
+    p.add_argument("--false-alarm-rate", type=RATE, default=0.01, metavar="RATE",
                    help="the calibrated threshold lets this fraction of normal training frames through (default 0.01)")
     p.add_argument("--no-plots", action="store_true", help="write the tables only")
     p.add_argument("--json", action="store_true", help="print results.json instead of the Markdown table")
+    add_logger(p)
     add_set(p)
 
     def run(args: argparse.Namespace) -> int:
+        from ..outputs import out_folder
         from ..reports.compare import compare
 
+        out_folder(args.out)
         result = compare(args.presets, args.data, seeds=args.seeds, out=args.out, overrides=overrides(args),
-                         labels=args.labels, false_alarm_rate=args.false_alarm_rate, plots=not args.no_plots)
+                         labels=args.labels, false_alarm_rate=args.false_alarm_rate, plots=not args.no_plots,
+                         loggers=args.logger or ())
         if args.json:
             print(result.files["json"].read_text())
         else:
@@ -49,9 +54,9 @@ def setup_maps(p: argparse.ArgumentParser) -> Handler:
     """write the anomaly maps of the top-scoring test images as a PNG grid"""
     p.add_argument("checkpoint")
     p.add_argument("--data", required=True, help="image folder (train/good, test/<defect>), digits:D, or video data")
-    p.add_argument("--top", type=int, default=8, metavar="K", help="how many images (default 8)")
-    p.add_argument("--columns", type=int, default=4)
-    p.add_argument("--lowest", type=int, default=0, metavar="M",
+    p.add_argument("--top", type=number(int, low=1), default=8, metavar="K", help="how many images (default 8)")
+    p.add_argument("--columns", type=number(int, low=1), default=4)
+    p.add_argument("--lowest", type=number(int, low=0), default=0, metavar="M",
                    help="also show the M lowest-scoring images, for contrast (default 0)")
     p.add_argument("--out", default="maps.png", metavar="FILE.png", help="where to write the grid (default maps.png)")
     p.add_argument("--labels", help="label file for video data (.npy or .mat)")
@@ -60,15 +65,10 @@ def setup_maps(p: argparse.ArgumentParser) -> Handler:
 
     def run(args: argparse.Namespace) -> int:
         from ..detector import load
-        from ..errors import ConfigError
+        from ..outputs import out_file
         from ..reports.maps import write_maps
 
-        if args.top < 1:
-            raise ConfigError(f"--top: expected at least 1 image, got {args.top}")
-        if args.lowest < 0:
-            raise ConfigError(f"--lowest: expected 0 or more images, got {args.lowest}")
-        if not str(args.out).lower().endswith(".png"):
-            raise ConfigError(f"--out: expected a .png file name, got {args.out!r}")
+        args.out = out_file(args.out, suffixes=(".png",), default_name="maps.png")
         det = load(args.checkpoint, overrides=overrides(args))
         ranked = write_maps(det, args.data, args.out, top=args.top, columns=args.columns, labels=args.labels,
                             lowest=args.lowest)

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from .common import add_set, overrides, print_json, report
+from .common import RATE, add_bootstrap, add_logger, add_set, number, overrides, print_json, report
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -45,7 +45,7 @@ def setup_list(p: argparse.ArgumentParser) -> Handler:
 
 
 def _add_calibration_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--false-alarm-rate", type=float, default=0.01, metavar="RATE",
+    p.add_argument("--false-alarm-rate", type=RATE, default=0.01, metavar="RATE",
                    help="calibration: the fraction of normal frames the threshold may flag (default 0.01)")
     p.add_argument("--videos", nargs="+", metavar="NAME",
                    help="calibration: these normal videos of DATA's training split (default: the ones held out of "
@@ -61,11 +61,21 @@ def _print_calibration(cal: dict, path: Path | str) -> None:
           f"saved in {path}", file=sys.stderr)
 
 
+def _without_crops(cal: dict) -> dict:
+    """The calibration for printing: the memory record's exemplar crops (base64 PNG) counted, not printed."""
+    memory = cal.get("memory")
+    if not memory:
+        return cal
+    levels = [{**lv, "exemplars": f"{sum(e is not None for e in lv['exemplars'])} PNG strips"}
+              for lv in memory["levels"]]
+    return {**cal, "memory": {**memory, "levels": levels}}
+
+
 def setup_train(p: argparse.ArgumentParser) -> Handler:
     """train a preset on a dataset (and calibrate its scores on the training videos)"""
     p.add_argument("preset")
     p.add_argument("--data", required=True, help="dataset root, a data spec such as 'synthetic' or 'ucsd:PATH'")
-    p.add_argument("--epochs", type=int)
+    p.add_argument("--epochs", type=number(int, low=0))
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: auto)")
     p.add_argument("--out", help="folder for the checkpoint (default: runs/PRESET)")
@@ -75,41 +85,61 @@ def setup_train(p: argparse.ArgumentParser) -> Handler:
     p.add_argument("--eval", action="store_true", help="evaluate on the test split after training")
     p.add_argument("--labels", help="label file for --eval (.npy or .mat)")
     p.add_argument("--json", action="store_true", help="with --eval: print the metrics as JSON")
+    add_bootstrap(p)
+    add_logger(p)
     add_set(p)
 
     def run(args: argparse.Namespace) -> int:
-        from ..checkpoint import update_checkpoint
-        from ..data import VideoSet, open_split
         from ..detector import build
         from ..distributed import is_main
-        from ..training import CHECKPOINT_NAME
+        from ..outputs import out_folder
+        from ..tracking import Tracking, resolve_loggers
 
         det = build(args.preset, **overrides(args))
-        out = Path(args.out or Path("runs") / det.config["name"])
-        # With --eval, a bad test split or label file must fail now, not after hours of training.
-        test_set = open_split(args.data, "testing", det.config, labels=args.labels) if args.eval else None
-        counts = det.count_parameters()
-        if is_main():  # under torchrun: rank 0 speaks for all
-            print(f"memad: training {det.config['name']} ({counts['total']:,} parameters) on {args.data} -> {out}",
-                  file=sys.stderr)
-        summary = det.fit(args.data, out=out, resume=not args.no_resume).fit_summary_
-        last = det.history_[-1] if det.history_ else {}
-        if is_main():
-            where = summary["device"] if summary["processes"] == 1 else f"{summary['processes']} processes"
-            print(f"memad: {summary['epochs']} epochs in {summary['seconds']:.1f}s on {where}; "
-                  f"last loss {last.get('loss', float('nan')):.5f}; checkpoint {out / CHECKPOINT_NAME}",
-                  file=sys.stderr)
-        if not args.no_calibrate:
-            det.calibrate(args.data, false_alarm_rate=args.false_alarm_rate, videos=args.videos)
-            if is_main():
-                update_checkpoint(out / CHECKPOINT_NAME, calibration=det.calibration_, threshold=det.threshold_)
-                _print_calibration(det.calibration_, out / CHECKPOINT_NAME)
-        if args.eval:
-            test_data = test_set if isinstance(test_set, VideoSet) else args.data
-            return report(det.evaluate(test_data, labels=args.labels), args.json)
-        return 0
+        out = out_folder(args.out or Path("runs") / det.config["name"])
+        names = resolve_loggers(args.logger) if is_main() else []  # a missing package stops us before training
+        with Tracking(names, out, det.config["name"], tags={"preset": args.preset, "seed": det.config["train"]["seed"],
+                                                            "command": "train", "data": args.data}) as tracking:
+            return _train(args, det, out, tracking)
 
     return run
+
+
+def _train(args: argparse.Namespace, det, out: Path, tracking) -> int:
+    """``memad train``'s work, with ``tracking`` (a :class:`memad.tracking.Tracking`, maybe without loggers)."""
+    from ..checkpoint import update_checkpoint
+    from ..data import VideoSet, open_split
+    from ..distributed import is_main
+    from ..training import CHECKPOINT_NAME
+
+    # With --eval, a bad test split or label file must fail now, not after hours of training.
+    test_set = open_split(args.data, "testing", det.config, labels=args.labels) if args.eval else None
+    counts = det.count_parameters()
+    if is_main():  # under torchrun: rank 0 speaks for all
+        print(f"memad: training {det.config['name']} ({counts['total']:,} parameters) on {args.data} -> {out}",
+              file=sys.stderr)
+    tracking.log_config(det.config)
+    callbacks = [tracking] if tracking else []  # step records cost a sync per step: only for a logger
+    summary = det.fit(args.data, out=out, resume=not args.no_resume, callbacks=callbacks).fit_summary_
+    last = det.history_[-1] if det.history_ else {}
+    if is_main():
+        where = summary["device"] if summary["processes"] == 1 else f"{summary['processes']} processes"
+        print(f"memad: {summary['epochs']} epochs in {summary['seconds']:.1f}s on {where}; "
+              f"last loss {last.get('loss', float('nan')):.5f}; checkpoint {out / CHECKPOINT_NAME}",
+              file=sys.stderr)
+    if not args.no_calibrate:
+        det.calibrate(args.data, false_alarm_rate=args.false_alarm_rate, videos=args.videos)
+        if is_main():
+            update_checkpoint(out / CHECKPOINT_NAME, calibration=det.calibration_, threshold=det.threshold_)
+            _print_calibration(det.calibration_, out / CHECKPOINT_NAME)
+    tracking.log_reference("checkpoint", out / CHECKPOINT_NAME)
+    tracking.log_artifacts([out / "config.yaml", out / "history.json"])
+    if args.eval:
+        test_data = test_set if isinstance(test_set, VideoSet) else args.data
+        metrics = det.evaluate(test_data, labels=args.labels, resamples=args.resamples, seed=args.bootstrap_seed)
+        tracking.log_final(metrics)
+        return report(metrics, args.json)
+    return 0
 
 
 def setup_eval(p: argparse.ArgumentParser) -> Handler:
@@ -119,13 +149,15 @@ def setup_eval(p: argparse.ArgumentParser) -> Handler:
     p.add_argument("--labels", help="label file (.npy or .mat); found in the dataset root when omitted")
     p.add_argument("--device")
     p.add_argument("--json", action="store_true")
+    add_bootstrap(p)
     add_set(p)
 
     def run(args: argparse.Namespace) -> int:
         from ..detector import load
 
         det = load(args.checkpoint, overrides=overrides(args))
-        return report(det.evaluate(args.data, labels=args.labels), args.json)
+        return report(det.evaluate(args.data, labels=args.labels, resamples=args.resamples, seed=args.bootstrap_seed),
+                      args.json)
 
     return run
 
@@ -143,14 +175,15 @@ def setup_calibrate(p: argparse.ArgumentParser) -> Handler:
     def run(args: argparse.Namespace) -> int:
         from ..checkpoint import update_checkpoint
         from ..detector import load
+        from ..outputs import out_file
 
+        target = out_file(args.out or args.checkpoint, suffixes=(".pt",), default_name=Path(args.checkpoint).name)
         det = load(args.checkpoint, overrides=overrides(args))
         det.calibrate(args.data, false_alarm_rate=args.false_alarm_rate, videos=args.videos)
-        target = Path(args.out or args.checkpoint)
         update_checkpoint(args.checkpoint, target, config=det.config, calibration=det.calibration_,
                           threshold=det.threshold_)
         if args.json:
-            print_json(det.calibration_)
+            print_json(_without_crops(det.calibration_))
         _print_calibration(det.calibration_, target)
         return 0
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..errors import DataError
+from ..errors import DataError, MemadError
 from ..frames import to_float
 from ..registry import get_registry
 from .clips import ClipBatches, epoch_order, iter_videos, video_frames
@@ -59,7 +59,13 @@ def open_split(
     reg = get_registry()
     name, arg = _split_spec(str(spec))
     if name in reg.names("dataset") and not path.exists():
-        out = reg.get("dataset", name).obj(split, size, channels, labels=labels, mask_size=mask_size, arg=arg)
+        entry = reg.get("dataset", name)
+        try:
+            out = entry.obj(split, size, channels, labels=labels, mask_size=mask_size, arg=arg)
+        except MemadError:
+            raise
+        except (ValueError, TypeError) as exc:  # a dataset plugin's own check, in its own words
+            raise DataError(f"data {str(spec)!r}: dataset {name!r} ({entry.source}) refused it: {exc}") from exc
         return load_split_for(out, config) if isinstance(out, SplitSource) else out
     if not path.exists():
         known = ", ".join(reg.names("dataset"))

@@ -280,12 +280,19 @@ def open_or_build(src: SplitSource, size_hw: tuple[int, int], channels: int, mas
     entry, _ = _open_checked(final, key)  # the common case, without taking the lock
     if entry is not None:
         return entry
+    if not os.access(root, os.W_OK | os.X_OK):
+        raise DataError(f"data.cache_dir={str(root)!r}: holds no valid frame cache of {src.source} at this size and "
+                        f"cannot be written (permission denied); make it writable, point data.cache_dir at a "
+                        f"writable folder, or keep the split in memory (data.in_memory=true)")
     lock = FileLock(str(root / f"{name}.lock"))
     try:
         lock.acquire(timeout=1)
     except TimeoutError:
         warnings.warn(f"{final}: another process is building this frame cache; waiting for it", stacklevel=3)
         lock.acquire()
+    except PermissionError as exc:  # writable by mode, refused anyway (a read-only mount)
+        raise DataError(f"data.cache_dir={str(root)!r}: cannot take the frame cache's lock ({exc}); point "
+                        f"data.cache_dir at a writable folder, or set data.in_memory=true") from exc
     try:
         entry, why = _open_checked(final, key)  # built by the process we waited for?
         if entry is not None:

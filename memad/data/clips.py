@@ -161,8 +161,11 @@ class ClipBatches:
                 num_workers=workers, pin_memory=self.device.type == "cuda", persistent_workers=workers > 0,
                 prefetch_factor=4 if workers else None)
         self._loader.sampler.epoch = epoch  # read by the main process when the epoch's iterator starts
-        for clips in self._loader:
-            yield clips.to(self.device, non_blocking=True)
+        try:
+            for clips in self._loader:
+                yield clips.to(self.device, non_blocking=True)
+        except DataError as exc:
+            raise DataError(_worker_message(exc)) from None
 
     def close(self) -> None:
         """Stop the DataLoader workers now (they also stop when this object is dropped)."""
@@ -199,3 +202,13 @@ def iter_videos(videos: VideoSet, indices: Iterable[int] | None = None, device: 
             if k + 1 < len(order):
                 pending = pool.submit(video_frames, videos, order[k + 1], device)
             yield i, frames
+
+
+def _worker_message(exc: DataError) -> str:
+    """A DataError raised in a DataLoader worker, as its own one line: the loader wraps it in "Caught
+    DataError in DataLoader worker process 0" and the worker's whole traceback."""
+    text = str(exc)
+    if "Original Traceback" not in text:
+        return text
+    last = [line for line in text.splitlines() if line.strip()][-1]
+    return last.split("DataError: ", 1)[1] if "DataError: " in last else last

@@ -37,14 +37,16 @@ def shrink_mask(full: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
     return np.asarray(small) > 0
 
 
-def _read_mask(path: Path, size_hw: tuple[int, int]) -> tuple[np.ndarray, bool]:
-    """The mask resized so that any anomalous pixel keeps its cell, and whether it has one."""
+def _read_mask(path: Path, size_hw: tuple[int, int], with_size: bool = False):
+    """The mask resized so that any anomalous pixel keeps its cell, and whether it has one (and, with
+    ``with_size``, its own ``(width, height)``)."""
     try:
         with Image.open(path) as img:
             full = np.asarray(img.convert("L")) > 127
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DataError(f"{path}: cannot read mask ({exc})") from exc
-    return shrink_mask(full, size_hw), bool(full.any())
+    small, anomalous = shrink_mask(full, size_hw), bool(full.any())
+    return (small, anomalous, (full.shape[1], full.shape[0])) if with_size else (small, anomalous)
 
 
 def _workers() -> int:

@@ -16,7 +16,7 @@ from typing import Callable, Iterator
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..frames import from_image
 from .folder import FRAME_SUFFIXES, numbered_files
 from .video_files import VIDEO_SUFFIXES, open_video
@@ -65,12 +65,15 @@ def kind_of(text: str) -> str:
     return "missing"
 
 
-def _video(path_or_url: str | int, name: str, live: bool, channels: int, options: dict[str, str]) -> Footage:
-    stream = open_video(path_or_url, channels=channels, options=options)  # opened now: a bad source fails early
+def _video(path_or_url: str | int, name: str, live: bool, channels: int, options: dict[str, str],
+           timeout: float | None = None) -> Footage:
+    # Opened now: a bad source fails early.
+    stream = open_video(path_or_url, channels=channels, options=options, timeout=timeout)
     state = {"stream": stream}
 
     def frames() -> Iterator[np.ndarray]:
-        video = state.pop("stream", None) or open_video(path_or_url, channels=channels, options=options)
+        video = state.pop("stream", None) or open_video(path_or_url, channels=channels, options=options,
+                                                        timeout=timeout)
         with video:
             yield from video
 
@@ -94,21 +97,31 @@ def _frame_folder(folder: Path, channels: int) -> Footage:
     return Footage(folder.name, str(folder), False, None, len(files), frames)
 
 
+def _unique_names(paths: list[Path]) -> list[str]:
+    """Output names for videos: the file's stem, with its ending too where two stems are the same
+    (``a.mp4`` and ``a.avi`` become ``a_mp4`` and ``a_avi``, so their outputs cannot collide)."""
+    stems = [p.stem for p in paths]
+    return [f"{p.stem}_{p.suffix.lstrip('.').lower()}" if stems.count(p.stem) > 1 else p.stem for p in paths]
+
+
 def resolve_footage(text: str, *, channels: int = 3, timeout: float = 10.0) -> list[Footage]:
     """The videos a detect INPUT names (one, or each video of a folder of videos).
 
     ``timeout`` (seconds) bounds how long a stream URL may take to answer before it is an error.
     """
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < float("inf"):
+        raise ConfigError(f"timeout: expected seconds > 0, got {timeout!r}")
     kind = kind_of(str(text))
-    # FFmpeg's socket timeout is in microseconds; rtsp takes its own name for it.
-    net = {"timeout": str(int(timeout * 1e6))}
+    # FFmpeg's socket timeout is in microseconds (rtsp takes the same name); the open and every read are
+    # also bounded as a whole (VideoStream's timeout), so a server that trickles bytes cannot hold it.
+    net = {"timeout": str(max(1, int(timeout * 1e6)))}
     if kind == "url":
         scheme = str(text).split("://", 1)[0].lower()
-        options = {"rtsp_transport": "tcp", "timeout": net["timeout"]} if scheme.startswith("rtsp") else net
+        options = {"rtsp_transport": "tcp", **net} if scheme.startswith("rtsp") else net
         host = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(text).split("://", 1)[1].split("/", 1)[0]) or "stream"
-        return [_video(str(text), host, True, channels, options)]
+        return [_video(str(text), host, True, channels, options, timeout)]
     if kind == "camera":
-        return [_video(int(text), f"camera{int(text)}", True, channels, {})]
+        return [_video(int(text), f"camera{int(text)}", True, channels, {}, timeout)]
     path = Path(text)
     if kind == "file":
         if path.suffix.lower() not in VIDEO_SUFFIXES:
@@ -122,7 +135,7 @@ def resolve_footage(text: str, *, channels: int = 3, timeout: float = 10.0) -> l
         if videos and images:
             raise DataError(f"{path}: holds both video files and image files; expected one or the other")
         if videos:
-            return [_video(str(p), p.stem, False, channels, {}) for p in videos]
+            return [_video(str(p), name, False, channels, {}) for p, name in zip(videos, _unique_names(videos))]
         if images:
             return [_frame_folder(path, channels)]
         raise DataError(f"{path}: no frames ({'/'.join(FRAME_SUFFIXES)}) or videos ({'/'.join(VIDEO_SUFFIXES)}) "

@@ -133,7 +133,7 @@ def _fill(src: SplitSource, sink, size_hw: tuple[int, int], channels: int, mask_
                     masks.append(np.zeros((n, *mask_hw), dtype=bool))
                     mask_any.append(np.full(n, -1, dtype=np.int8))
                 else:
-                    m, a = read_masks(video, n, mask_hw)
+                    m, a = read_masks(video, n, mask_hw, frame_size=native)
                     masks.append(m)
                     mask_any.append(a.astype(np.int8))
     return {"names": [v.name for v in src.videos], "lengths": lengths,
@@ -191,7 +191,7 @@ def load_split(src: SplitSource, image_size: tuple[int, int], channels: int, *, 
                    if all(v.frame_files is not None for v in src.videos) else [])
     return VideoSet(frames, list(meta["names"]), lengths, labels, torch.from_numpy(masks) if keep_masks else None,
                     src.source, frame_files, fps=meta["fps"], video_paths=[str(v.path) for v in src.videos],
-                    store=store)
+                    store=store, scenes=src.scenes)
 
 
 def load_split_for(src: SplitSource, config: Mapping[str, Any]) -> VideoSet:

@@ -38,6 +38,8 @@ class VideoEntry:
             ``H x W`` mask per frame (nonzero = anomalous); None without masks.
         labels: 0/1 per frame: an array, or a ``.npy`` file holding one; None to take them
             from the masks (or from the split's label file).
+        scene: the scene (camera view) the video was filmed in, for datasets of several
+            scenes; the split's :attr:`VideoSet.scenes` when every video has one.
     """
 
     name: str
@@ -45,6 +47,7 @@ class VideoEntry:
     frame_files: list[Path] | None = None
     masks: list[Path] | Path | None = None
     labels: np.ndarray | Path | None = None
+    scene: str | None = None
 
     @property
     def is_video_file(self) -> bool:
@@ -77,6 +80,13 @@ class SplitSource:
     split: str = field(default="testing")
 
     @property
+    def scenes(self) -> list[str] | None:
+        """Each video's scene when every video declares one, else None."""
+        if self.videos and all(v.scene is not None for v in self.videos):
+            return [str(v.scene) for v in self.videos]
+        return None
+
+    @property
     def has_masks(self) -> bool:
         """True when every video has pixel masks (pixel AUROC needs all of them)."""
         return self.split == "testing" and bool(self.videos) and all(v.masks is not None for v in self.videos)
@@ -88,15 +98,20 @@ def _check_count(found: int, n: int, what: str, where: object, video: VideoEntry
                         f"expected one per frame")
 
 
-def read_masks(video: VideoEntry, n: int, size_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+def read_masks(video: VideoEntry, n: int, size_hw: tuple[int, int], frame_size: tuple[int, int] | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
     """Video ``video``'s ``n`` masks shrunk to ``size_hw`` (bool ``(n, h, w)``), and per frame
-    whether its full-size mask has an anomalous pixel (bool ``(n,)``)."""
+    whether its full-size mask has an anomalous pixel (bool ``(n,)``). With ``frame_size`` (the
+    frames' native ``(width, height)``), a mask of another size is an error naming both: stretched
+    onto its frame it would mark the wrong pixels."""
     masks = video.masks
     if isinstance(masks, list):
         _check_count(len(masks), n, "masks", masks[0].parent if masks else video.path, video)
         with ThreadPoolExecutor(_workers()) as pool:
-            read = list(pool.map(lambda p: _read_mask(p, size_hw), masks))
-        return np.stack([m for m, _ in read]), np.array([a for _, a in read], dtype=bool)
+            read = list(pool.map(lambda p: _read_mask(p, size_hw, with_size=True), masks))
+        for path, (_, _, size) in zip(masks, read):
+            _check_mask_size(path, size, frame_size, video)
+        return np.stack([m for m, _, _ in read]), np.array([a for _, a, _ in read], dtype=bool)
     if isinstance(masks, Path):
         frames = _mask_arrays(masks)
         _check_count(len(frames), n, "masks", masks, video)
@@ -104,9 +119,17 @@ def read_masks(video: VideoEntry, n: int, size_hw: tuple[int, int]) -> tuple[np.
         anomalous = np.empty(n, dtype=bool)
         for i, full in enumerate(frames):
             full = np.asarray(full) != 0
+            _check_mask_size(f"{masks} (mask {i})", (full.shape[1], full.shape[0]), frame_size, video)
             small[i], anomalous[i] = shrink_mask(full, size_hw), full.any()
         return small, anomalous
     raise DataError(f"video {video.name!r} ({video.path}) has no masks")
+
+
+def _check_mask_size(where: object, size: tuple[int, int], frame_size: tuple[int, int] | None,
+                     video: VideoEntry) -> None:
+    if frame_size is not None and tuple(size) != tuple(frame_size):
+        raise DataError(f"{where}: the mask is {size[0]}x{size[1]} (width x height), the frames of video "
+                        f"{video.name!r} are {frame_size[0]}x{frame_size[1]}; expected masks the size of their frames")
 
 
 def _mask_arrays(path: Path) -> Sequence[np.ndarray]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import secrets
 import sys
+import time
 import warnings
 from fractions import Fraction
 from pathlib import Path
@@ -78,21 +79,28 @@ class VideoStream:
     """
 
     def __init__(self, source: str | Path | int, *, size_hw: tuple[int, int] | None = None, channels: int = 3,
-                 options: dict[str, str] | None = None):
+                 options: dict[str, str] | None = None, timeout: float | None = None):
         av = _av()
-        self.source, self.size_hw, self.channels = source, size_hw, channels
+        self.source, self.size_hw, self.channels, self.timeout = source, size_hw, channels, timeout
         if isinstance(source, int):
             name, fmt = _camera(source)
         else:
             name, fmt = str(source), None
+        started = time.monotonic()
         try:
-            self._container = av.open(name, format=fmt, options=options or {}, timeout=30.0)
+            # (open, read): FFmpeg gives up on an open, and on any read, after this many seconds, however
+            # slowly a server trickles bytes (its interrupt callback counts the whole call).
+            self._container = av.open(name, format=fmt, options=options or {},
+                                      timeout=None if timeout is None else (timeout, timeout))
         except FileNotFoundError as exc:
             if isinstance(source, int):
                 raise DataError(f"camera {source} ({name}): no such camera; expected a connected camera "
                                 f"(its index: 0 for the first)") from exc
             raise DataError(f"{source}: video file not found") from exc
         except (av.FFmpegError, OSError, ValueError) as exc:
+            if _timed_out(exc, started, timeout):
+                raise DataError(f"{source}: no video within {timeout:g} s (--timeout): the source did not answer, or "
+                                f"sent too little to open") from exc
             raise DataError(f"{source}: cannot open as a video ({exc}); expected a video file, stream URL or camera "
                             f"that FFmpeg can read ({', '.join(VIDEO_SUFFIXES)})") from exc
         if not self._container.streams.video:
@@ -115,8 +123,14 @@ class VideoStream:
         # per frame, which made decoding 3-4x slower.
         rgb24 = VideoReformatter()
         index = 0
+        changed = False
         try:
             for frame in self._container.decode(self._stream):
+                if not changed and (frame.width, frame.height) != (self.width, self.height):
+                    changed = True  # a stream may switch resolution (adaptive streams, edited files): say so once
+                    warnings.warn(f"{self.source}: frame {index} is {frame.height}x{frame.width} (height x width), "
+                                  f"the frames before it {self.height}x{self.width}; every frame is resized to "
+                                  f"{'x'.join(map(str, self.size_hw or (self.height, self.width)))}", stacklevel=2)
                 rgb = rgb24.reformat(frame, format="rgb24").to_ndarray()
                 if self.size_hw is None and self.channels == 3:
                     yield rgb
@@ -126,6 +140,9 @@ class VideoStream:
                     yield out.transpose(1, 2, 0)
                 index += 1
         except av.FFmpegError as exc:
+            if _timed_out(exc, None, self.timeout):
+                raise DataError(f"{self.source}: no frame for {self.timeout:g} s after frame {index} (--timeout): the "
+                                f"stream stalled") from exc
             raise DataError(f"{self.source}: cannot decode frame {index} ({exc}); the file is damaged or not a "
                             f"video FFmpeg can decode") from exc
         if self.frame_count and index < self.frame_count:
@@ -155,12 +172,23 @@ class VideoStream:
 
 
 def open_video(source: str | Path | int, *, size_hw: tuple[int, int] | None = None, channels: int = 3,
-               options: dict[str, str] | None = None) -> VideoStream:
+               options: dict[str, str] | None = None, timeout: float | None = None) -> VideoStream:
     """A :class:`VideoStream` over ``source``: a video file, a stream URL or a camera index.
 
-    ``options`` go to FFmpeg's demuxer (e.g. ``{"rtsp_transport": "tcp"}``).
+    ``options`` go to FFmpeg's demuxer (e.g. ``{"rtsp_transport": "tcp"}``); ``timeout`` (seconds)
+    bounds the open and every read.
     """
-    return VideoStream(source, size_hw=size_hw, channels=channels, options=options)
+    return VideoStream(source, size_hw=size_hw, channels=channels, options=options, timeout=timeout)
+
+
+def _timed_out(exc: BaseException, started: float | None, timeout: float | None) -> bool:
+    """Whether FFmpeg gave up because ``timeout`` ran out (its interrupt: "Immediate exit requested"), or the
+    open took the whole timeout and failed (a silent server can end as "Invalid data found")."""
+    if timeout is None:
+        return False
+    if "Immediate exit" in str(exc) or isinstance(exc, TimeoutError) or "timed out" in str(exc).lower():
+        return True
+    return started is not None and time.monotonic() - started >= 0.9 * timeout
 
 
 def decode_video(path: str | Path, size_hw: tuple[int, int] | None = None, channels: int = 3) \

@@ -38,6 +38,9 @@ class VideoSet:
         video_paths: per video, the file or folder it was read from, for messages.
         store: for a split backed by the frame cache, the file its frames are read from
             (``frames`` is then a memory map of it); None when the frames are in memory.
+        scenes: per video, the scene (camera view) it was filmed in, for a dataset of several
+            scenes (ShanghaiTech: the part of the video's name before ``_``); None when the
+            dataset declares none. ``memad eval`` then reports the frame AUROC per scene.
     """
 
     frames: Tensor
@@ -51,6 +54,7 @@ class VideoSet:
     fps: list[float] | None = field(default=None, kw_only=True)
     video_paths: list[str] | None = field(default=None, kw_only=True)
     store: "FrameStore | None" = field(default=None, kw_only=True, repr=False, compare=False)
+    scenes: list[str] | None = field(default=None, kw_only=True)
 
     def __post_init__(self) -> None:
         if self.frames.dtype != torch.uint8 or self.frames.dim() != 4:
@@ -63,6 +67,9 @@ class VideoSet:
             raise DataError(f"{self.source}: {len(self.labels)} labels for {self.frames.shape[0]} frames")
         if self.masks is not None and self.masks.shape[0] != self.frames.shape[0]:
             raise DataError(f"{self.source}: {self.masks.shape[0]} masks for {self.frames.shape[0]} frames")
+        if self.scenes is not None and len(self.scenes) != len(self.names):
+            raise DataError(f"{self.source}: {len(self.scenes)} scenes for {len(self.names)} videos; expected one "
+                            "scene per video (or scenes=None)")
 
     @property
     def offsets(self) -> np.ndarray:
@@ -125,6 +132,7 @@ class VideoSet:
             fps=None if self.fps is None else [self.fps[i]],
             video_paths=None if self.video_paths is None else [self.video_paths[i]],
             store=None if self.store is None else self.store.view(off, n),
+            scenes=None if self.scenes is None else [self.scenes[i]],
         )
 
     def to(self, device: torch.device | str) -> "VideoSet":
@@ -132,7 +140,7 @@ class VideoSet:
         stays = self.store is not None and torch.device(device).type == "cpu"
         return VideoSet(self.frames if stays else self.frames.to(device), self.names, self.lengths, self.labels,
                         self.masks, self.source, self.frame_files, fps=self.fps, video_paths=self.video_paths,
-                        store=self.store if stays else None)
+                        store=self.store if stays else None, scenes=self.scenes)
 
 
 def gather_clips(frames: Tensor, starts: Tensor, clip_length: int) -> Tensor:

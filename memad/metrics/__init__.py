@@ -7,6 +7,7 @@
   delay of the events ``memad detect`` would raise;
 - :mod:`~memad.metrics.pixel`: pixel AUROC, exact or streamed in bounded memory;
 - :mod:`~memad.metrics.regions`: the region- and track-based detection criteria (RBDC, TBDC);
+  :mod:`~memad.metrics.region_stream`: the same in bounded memory, from maps fed video by video;
 - :mod:`~memad.metrics.categories`: per-category AUROC of image sets.
 
 Plain functions of numpy arrays (torch tensors for the pixel metrics), apart from the loop that
@@ -28,6 +29,7 @@ from .frame import (
     shanghaitech_scenes,
 )
 from .pixel import PixelAUROC, pixel_auroc
+from .region_stream import StreamedRegions, streamed_rbdc_tbdc
 from .regions import GroundTruthRegions, box_iou, fp_curve_area, ground_truth_tracks, rbdc_tbdc
 from .threshold import best_f1, f1_at_threshold, precision_recall_f1
 
@@ -35,4 +37,5 @@ __all__ = ["frame_metrics", "pixel_auroc", "eer", "precision_recall_f1", "catego
            "best_f1",
            "frame_auroc_macro", "frame_auroc_per_scene", "shanghaitech_scene", "shanghaitech_scenes", "SINGLE_CLASS",
            "frame_auroc_ci95", "weighted_auroc", "event_metrics", "anomalous_intervals", "PixelAUROC",
-           "rbdc_tbdc", "ground_truth_tracks", "GroundTruthRegions", "box_iou", "fp_curve_area"]
+           "rbdc_tbdc", "ground_truth_tracks", "GroundTruthRegions", "box_iou", "fp_curve_area", "StreamedRegions",
+           "streamed_rbdc_tbdc"]

@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from ..data.video_files import VideoWriter
-from .overlay import to_rgb
+from ..overlay import to_rgb
 
 __all__ = ["AnnotatedVideoWriter"]
 

@@ -34,6 +34,7 @@ from ..config import make_config
 from ..data import SplitCache
 from ..errors import ConfigError
 from ..fileio import config_difference, write_json_atomic
+from ..tracking import Tracking, resolve_loggers
 from ..training import CHECKPOINT_NAME
 from .compare_report import (
     Comparison,
@@ -54,8 +55,8 @@ def _epoch_seconds(path: Path) -> dict[int, float]:
     return {int(k): float(v) for k, v in json.loads(path.read_text()).items()} if path.is_file() else {}
 
 
-def _train_and_evaluate(config: dict[str, Any], run_dir: Path, splits: SplitCache, false_alarm_rate: float) \
-        -> dict[str, Any]:
+def _train_and_evaluate(config: dict[str, Any], run_dir: Path, splits: SplitCache, false_alarm_rate: float,
+                        tracking: Tracking | None = None) -> dict[str, Any]:
     from ..detector import build
 
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -70,7 +71,10 @@ def _train_and_evaluate(config: dict[str, Any], run_dir: Path, splits: SplitCach
         last[0] = record["seconds"]
         write_json_atomic(times_path, epoch_seconds)
 
-    det.fit(splits.get("training", config), out=run_dir, resume=True, log=log)
+    if tracking is not None:
+        tracking.log_config(config)
+    det.fit(splits.get("training", config), out=run_dir, resume=True, log=log,
+            callbacks=[tracking] if tracking is not None else [])
     epochs = config["train"]["epochs"]
     train_seconds = sum(_epoch_seconds(times_path).get(e, 0.0) for e in range(1, epochs + 1))
 
@@ -84,6 +88,10 @@ def _train_and_evaluate(config: dict[str, Any], run_dir: Path, splits: SplitCach
     save_run_scores(run_dir / "scores.npz", scores)
     # The finished checkpoint also carries the calibration (optimiser state kept for resuming).
     update_checkpoint(run_dir / CHECKPOINT_NAME, calibration=det.calibration_, threshold=det.threshold_)
+    if tracking is not None:
+        tracking.log_final(metrics)
+        tracking.log_reference("checkpoint", run_dir / CHECKPOINT_NAME)
+        tracking.log_artifacts([run_dir / "history.json"])
     return metrics
 
 
@@ -119,6 +127,7 @@ def compare(
     plots: bool = True,
     progress: bool = True,
     echo: bool = False,
+    loggers: Sequence[str] = (),
 ) -> Comparison:
     """Train and evaluate each preset for each seed on ``data``; write the table, plots and report.
 
@@ -138,6 +147,9 @@ def compare(
         plots: write the PNG plots and ``report.md``.
         progress: show progress bars.
         echo: print the Markdown table to standard output at the end.
+        loggers: experiment loggers (``"tensorboard"``, ``"mlflow"``, a plugin's): each run trained here is
+            its own tracked run, named ``<preset>/seed<k>`` and tagged with its preset and seed, in a
+            store under ``out`` (docs/tracking.md); reused runs are not logged again.
 
     Finished runs (those with ``metrics.json``) are reused, unfinished ones resume from
     their last epoch checkpoint. A finished run whose config differs from the one asked
@@ -161,8 +173,10 @@ def compare(
     configs = _preset_configs(presets, overrides)
     out = Path(out)
     splits = SplitCache(data, labels)
+    names = resolve_loggers(loggers)  # an unknown logger or a missing package stops us before training
 
     results: list[RunResult] = []
+    tracked: dict[tuple[str, int], Tracking] = {}  # open until the plots are logged
     total = len(configs) * seeds
     bar = tqdm(total=total, desc="compare", unit="run", disable=not progress, dynamic_ncols=True)
     try:
@@ -172,25 +186,49 @@ def compare(
                 config["train"]["seed"] = base["train"]["seed"] + k
                 run_dir = out / "runs" / preset / f"seed{k}"
                 bar.set_postfix_str(f"{preset} seed {k}")
-                results.append(_run(preset, k, config, run_dir, splits, false_alarm_rate))
+                tracking = _tracking(names, out, preset, k, config, data) if names and not _finished(run_dir) \
+                    else None
+                if tracking is not None:
+                    tracked[preset, k] = tracking
+                results.append(_run(preset, k, config, run_dir, splits, false_alarm_rate, tracking))
                 bar.update(1)
+
+        rows = aggregate(results)
+        comparison = Comparison(results, rows, out)
+        out.mkdir(parents=True, exist_ok=True)
+        comparison.files.update(write_tables(rows, results, out, data=str(data), false_alarm_rate=false_alarm_rate))
+        if plots:
+            comparison.files.update(write_plots(results, splits, configs, out))
+            comparison.files["report"] = write_report(comparison, data=str(data), false_alarm_rate=false_alarm_rate)
+        for (preset, _), tracking in tracked.items():
+            tracking.log_artifacts([path for key, path in comparison.files.items() if path.suffix == ".png"
+                                    and (not key.startswith("top_frames_") or key == f"top_frames_{preset}")])
+    except BaseException:
+        for tracking in tracked.values():
+            tracking.close(failed=True)
+        raise
     finally:
         bar.close()
-
-    rows = aggregate(results)
-    comparison = Comparison(results, rows, out)
-    out.mkdir(parents=True, exist_ok=True)
-    comparison.files.update(write_tables(rows, results, out, data=str(data), false_alarm_rate=false_alarm_rate))
-    if plots:
-        comparison.files.update(write_plots(results, splits, configs, out))
-        comparison.files["report"] = write_report(comparison, data=str(data), false_alarm_rate=false_alarm_rate)
+    for tracking in tracked.values():
+        tracking.close()
     if echo:
         print(comparison.markdown())
     return comparison
 
 
+def _finished(run_dir: Path) -> bool:
+    return (run_dir / "metrics.json").is_file()
+
+
+def _tracking(names: Sequence[str], out: Path, preset: str, k: int, config: Mapping[str, Any], data: Any) -> Tracking:
+    """The tracked run of ``preset`` seed index ``k`` of the comparison in ``out``."""
+    return Tracking(names, out, f"{preset}/seed{k}", experiment=f"compare {out.resolve().name}",
+                    tags={"preset": preset, "seed": config["train"]["seed"], "seed_index": k, "data": data,
+                          "command": "compare"})
+
+
 def _run(preset: str, seed_index: int, config: dict[str, Any], run_dir: Path, splits: SplitCache,
-         false_alarm_rate: float) -> RunResult:
+         false_alarm_rate: float, tracking: Tracking | None = None) -> RunResult:
     metrics_path = run_dir / "metrics.json"
     if metrics_path.is_file():
         saved = json.loads(metrics_path.read_text())
@@ -202,7 +240,7 @@ def _run(preset: str, seed_index: int, config: dict[str, Any], run_dir: Path, sp
             raise ConfigError(f"{run_dir}: holds a finished run with a different config ({diff}); "
                               f"use another --out or delete that folder")
         return RunResult(preset, seed_index, run_dir, saved["metrics"], reused=True)
-    metrics = _train_and_evaluate(config, run_dir, splits, false_alarm_rate)
+    metrics = _train_and_evaluate(config, run_dir, splits, false_alarm_rate, tracking)
     write_json_atomic(metrics_path, {"preset": preset, "seed": config["train"]["seed"], "metrics": metrics,
                                       "config": config, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
     return RunResult(preset, seed_index, run_dir, metrics, reused=False)

@@ -20,23 +20,36 @@ __all__ = ["METRICS", "RunResult", "Comparison", "aggregate", "results_markdown"
            "write_tables", "write_plots", "write_report"]
 
 _PROTOCOL = ("Mean ± sample standard deviation over seeds. Frame AUROC: the paper's protocol, scores min-max "
-             "normalised within each test video. Calibrated AUROC: the same scorer on signals normalised with the "
+             "normalised within each test video; in brackets its 95% bootstrap interval over test videos (each "
+             "run's bounds averaged over seeds). AUROC per video: videos of one class left out; padded: every "
+             "video given a dummy normal and anomalous frame, as the papers reporting the macro AUROC do. "
+             "Calibrated AUROC: the same scorer on signals normalised with the "
              "ranges learned on normal training frames, so a score means the same on every video; precision, recall, "
              "F1 and the false-alarm rate on normal test frames at the calibrated threshold, which lets {far:.1%} of "
-             "normal training frames through.")
+             "normal training frames through, and there the events memad detect would raise: the share of "
+             "ground-truth events detected, false alarm events per 1,000 normal test frames and the detection delay "
+             "in frames. RBDC/TBDC: region- and track-based detection criteria of the error maps. Definitions: "
+             "docs/metrics.md.")
 
 #: Table columns: key in a run's metrics, heading, whether higher is better (None: neither).
 METRICS: tuple[tuple[str, str, bool | None], ...] = (
-    ("frame_auroc", "frame AUROC", True),
+    ("frame_auroc", "frame AUROC [95% CI]", True),
     ("frame_auroc_macro", "AUROC per video", True),
+    ("frame_auroc_macro_pad", "AUROC per video (padded)", True),
     ("calibrated_frame_auroc", "calibrated AUROC", True),
     ("aupr", "AUPR", True),
     ("eer", "EER", False),
     ("pixel_auroc", "pixel AUROC", True),
+    ("rbdc", "RBDC", True),
+    ("tbdc", "TBDC", True),
     ("precision", "precision@thr", True),
     ("recall", "recall@thr", True),
     ("f1", "F1@thr", True),
     ("false_alarm_rate", "false alarms@thr", False),
+    ("event_recall", "event recall@thr", True),
+    ("false_alarms_per_1000", "false alarm events/1k normal frames@thr", False),
+    ("delay_median", "delay median (frames)@thr", False),
+    ("delay_p90", "delay p90 (frames)@thr", False),
     ("params", "parameters", None),
     ("train_seconds", "train s", None),
     ("fps", "test frames/s", None),
@@ -86,8 +99,10 @@ def save_run_scores(path: Path, scores) -> None:
         arrays["calibrated"] = scores.calibrated
     if scores.labels is not None:
         arrays["labels"] = scores.labels
-    if scores.maps is not None:
-        arrays["top_maps"] = scores.maps[torch.from_numpy(top)].half().numpy()
+    if scores.maps is not None:  # scoring keeps the top frames' maps (Scores.map_frames)
+        found = [(i, j) for i in top.tolist() if (j := scores.map_index(i)) is not None]
+        arrays["top"] = np.array([i for i, _ in found], dtype=np.int64)
+        arrays["top_maps"] = scores.maps[torch.tensor([j for _, j in found], dtype=torch.long)].half().numpy()
     atomic_write(path, lambda fh: np.savez_compressed(fh, **arrays))
 
 
@@ -133,6 +148,14 @@ def aggregate(results: Sequence[RunResult]) -> list[dict[str, Any]]:
         row: dict[str, Any] = {"preset": preset, "seeds": len(runs)}
         for key, _, _ in METRICS:
             row[f"{key}_mean"], row[f"{key}_std"] = _mean_std([r.metrics.get(key) for r in runs])
+        # The bootstrap interval of each run's frame AUROC: its bounds averaged over seeds.
+        intervals = [r.metrics["frame_auroc_ci95"] for r in runs if r.metrics.get("frame_auroc_ci95")]
+        row["frame_auroc_ci95_mean"] = [float(np.mean([c[0] for c in intervals])),
+                                        float(np.mean([c[1] for c in intervals]))] if intervals else None
+        scenes = [r.metrics["frame_auroc_per_scene"] for r in runs if r.metrics.get("frame_auroc_per_scene")]
+        row["frame_auroc_per_scene_mean"] = {
+            scene: _mean_std([s.get(scene) for s in scenes])[0] for scene in dict.fromkeys(k for s in scenes for k in s)
+        } if scenes else None
         rows.append(row)
     return rows
 
@@ -160,7 +183,9 @@ def results_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
         cells = [str(r["preset"]), str(r["seeds"])]
         for key, _, _ in METRICS:
             text = _fmt(key, r[f"{key}_mean"], r[f"{key}_std"])
-            cells.append(f"**{text}**" if key in best and r[f"{key}_mean"] == best[key] else text)
+            text = f"**{text}**" if key in best and r[f"{key}_mean"] == best[key] else text
+            interval = r.get(f"{key}_ci95_mean")
+            cells.append(f"{text} [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else text)
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -9,7 +9,10 @@ For each video of the input (see :mod:`memad.data.footage`) it writes, into its 
   temporal smoothing and hysteresis (:mod:`memad.events`);
 - ``annotated.mp4``: each frame with its error heatmap, the score curve and the threshold;
 - ``report.html``: one self-contained page, offline: the score timeline with the events, and
-  clicking a point shows that frame with its heatmap;
+  clicking a point shows that frame with its heatmap and, for a memory that explains its reads and a
+  calibration that recorded them, the item read in the frame's largest-error region, that item's
+  exemplars from the calibration's normal frames and its distance against theirs
+  (:mod:`memad.reports.memory_view`);
 - ``summary.json``: what was run on what, frame counts, dropped frames, speed.
 
 Memory stays constant whatever the length: frames are read, scored and written one at a time
@@ -23,7 +26,9 @@ import collections
 import csv
 import io
 import json
+import shutil
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -32,14 +37,16 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..data.footage import Footage, resolve_footage
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from ..events import EventTracker
 from ..fileio import write_json_atomic, write_text_atomic
+from ..outputs import out_folder
+from ..overlay import overlay_heatmap
 from ..scoring.calibration import require_calibration
 from ..scoring.step import StepModel
 from ..scoring.stream import stream
 from .html_report import ReportBuilder
-from .overlay import overlay_heatmap
+from .memory_view import MemoryView
 
 __all__ = ["DetectOptions", "detect", "MANIFEST"]
 
@@ -61,7 +68,7 @@ class DetectOptions:
         video: write the annotated video.
         html: write the HTML report.
         thumbnails: most frames (with heatmaps) embedded in the report.
-        timeout: seconds a stream URL may take to answer.
+        timeout: seconds a stream URL may take to open, and to deliver each frame after (> 0).
     """
 
     smoothing: int = 5
@@ -76,24 +83,50 @@ class DetectOptions:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+#: What one video's run writes (into ``out``, or ``out/<video>/`` for a folder of videos).
+OUTPUTS = ("scores.csv", "scores.jsonl", "events.json", "events.csv", "annotated.mp4", "report.html", "summary.json")
+
+
+def _earlier_run(out: Path) -> tuple[str, list[Path]]:
+    """What ``out`` holds, and the paths of an earlier detect run in it (its manifest, its outputs and its
+    per-video folders); an error naming a file that no detect run writes."""
+    held = out / MANIFEST
+    try:
+        manifest = json.loads(held.read_text()) if held.is_file() else None
+    except (OSError, ValueError):
+        manifest = None
+    if manifest is None:
+        return "other files", []
+    folders = [out / v for v in manifest.get("videos", []) if len(manifest.get("videos", [])) > 1]
+    ours = {held, *(out / n for n in OUTPUTS), *folders, *(f / n for f in folders for n in OUTPUTS)}
+    stray = [p for p in out.rglob("*") if p not in ours and not (p.is_dir() and p in folders)
+             and not p.name.startswith(".")]
+    if stray:
+        raise ConfigError(f"--out {out}: holds {stray[0]}, which memad detect did not write; choose another folder "
+                          f"(--overwrite replaces only an earlier run's own outputs)")
+    return f"the detect run of {manifest.get('input')!r}", [p for p in ours if p.exists()]
+
+
 def _check_out(out: Path, overwrite: bool, run: dict[str, Any]) -> None:
-    """Refuse an output folder that holds another run (unless ``overwrite``); claim it for this one."""
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        held = out / MANIFEST
-        what = (f"the detect run of {json.loads(held.read_text()).get('input')!r}" if held.is_file()
-                else "other files")
-        raise ConfigError(f"--out {out}: already holds {what}; choose another folder or pass --overwrite")
+    """Refuse an output folder that holds another run (unless ``overwrite``: then its outputs are removed as a
+    whole, so nothing stale survives beside the new run's); claim it for this one."""
+    out_folder(out)
+    if out.is_dir() and any(out.iterdir()):
+        what, earlier = _earlier_run(out)
+        if not overwrite or not earlier:
+            raise ConfigError(f"--out {out}: already holds {what}; choose another folder"
+                              + (" or pass --overwrite" if earlier else ""))
+        for path in sorted(earlier, key=lambda p: len(p.parts), reverse=True):  # files before their folders
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / MANIFEST, run)
 
 
 class _Rows:
-    """``scores.csv`` and ``scores.jsonl`` written and flushed one frame at a time."""
+    """``scores.csv`` and ``scores.jsonl`` written and flushed one frame at a time; ``written`` counts them."""
 
     def __init__(self, folder: Path, signals: list[str]):
-        self.signals = signals
+        self.signals, self.written = signals, 0
         self._csv = open(folder / "scores.csv", "w", newline="")
         self._jsonl = open(folder / "scores.jsonl", "w")
         self._writer = csv.writer(self._csv)
@@ -108,6 +141,7 @@ class _Rows:
                                       **dict(zip(self.signals, signals))}) + "\n")
         self._csv.flush()
         self._jsonl.flush()
+        self.written += 1
 
     def close(self) -> None:
         self._csv.close()
@@ -125,9 +159,12 @@ def _events_files(folder: Path, events: list[dict[str, Any]]) -> None:
     write_text_atomic(folder / "events.csv", buf.getvalue())
 
 
-def _tap(frames: Iterator[np.ndarray], keep: int, recent: collections.OrderedDict) -> Iterator[np.ndarray]:
-    """Pass frames on, remembering the last ``keep`` by index (the frames their results refer to)."""
+def _tap(frames: Iterator[np.ndarray], keep: int, recent: collections.OrderedDict,
+         read: list[int]) -> Iterator[np.ndarray]:
+    """Pass frames on, remembering the last ``keep`` by index (the frames their results refer to) and counting
+    them in ``read[0]``."""
     for index, frame in enumerate(frames):
+        read[0] = index + 1
         recent[index] = frame
         while len(recent) > keep:
             recent.popitem(last=False)
@@ -148,15 +185,18 @@ def run_footage(model: StepModel, footage: Footage, folder: Path, options: Detec
                            min_frames=options.min_frames, merge_gap=options.merge_gap)
     recent: collections.OrderedDict = collections.OrderedDict()
     # Frames are remembered a while after they are read: under the drop policy the reader runs ahead.
-    frames = _tap(footage.frames(), model.clip_length + 64, recent)
+    read = [0]
+    frames = _tap(footage.frames(), model.clip_length + 64, recent, read)
     results = stream(model, frames, policy=policy, maps=True)  # a checkpoint, or an exported model (its engine)
     # Heat colours mean the same error on every frame: full heat at 10x the normal frames' mean error.
     vmax = 10 * float(cal["signals"].get("mse", [0.0, 0.005])[1])
     rows = video = None
+    view = MemoryView.open(model) if options.html else None  # the memory's reads, per frame, for the report
     report = ReportBuilder(title=f"memad detect: {footage.name}", threshold=threshold, fps=fps,
-                           max_images=options.thumbnails) if options.html else None
+                           max_images=options.thumbnails, memory=view.payload() if view else None,
+                           memory_note=MemoryView.why_not(model)) if options.html else None
     events: list[dict[str, Any]] = []
-    count, dropped, t0 = 0, 0, time.perf_counter()
+    dropped, t0 = 0, time.perf_counter()
     bar = tqdm(total=footage.frame_count, desc=footage.name, unit="frame", disable=not progress or footage.live,
                dynamic_ncols=True)
     interrupted = False
@@ -178,14 +218,16 @@ def run_footage(model: StepModel, footage: Footage, folder: Path, options: Detec
                 if video is not None:
                     video.write(shown, score=r.score, decision=bool(step.active), event=step.event is not None)
                 if report is not None:
-                    report.add(r.index, r.score, step.smoothed, int(step.active), shown)
-            count += 1
+                    report.add(r.index, r.score, step.smoothed, int(step.active), shown,
+                               view.regions(r.error_map) if view else None)
             dropped = r.dropped
             bar.update(r.index + 1 - bar.n if footage.frame_count else 1)
     except KeyboardInterrupt:
         interrupted = True  # stop cleanly: everything written so far is closed and flushed below
     finally:
         bar.close()
+        if view is not None:
+            view.close()
         for event in tracker.close():
             events.append(_event_record(event, len(events), fps))
             if footage.live:
@@ -198,13 +240,18 @@ def run_footage(model: StepModel, footage: Footage, folder: Path, options: Detec
         if report is not None:
             report.write(folder / "report.html", events, meta={"source": footage.source, "threshold": threshold})
     seconds = time.perf_counter() - t0
-    summary = {"video": footage.name, "source": footage.source, "live": footage.live, "frames_scored": count,
-               "frames_dropped": dropped, "policy": policy, "engine": engine, "threshold": threshold,
+    count = rows.written if rows is not None else 0  # what scores.csv holds, wherever an interrupt fell
+    summary = {"video": footage.name, "source": footage.source, "live": footage.live, "frames_read": read[0],
+               "frames_scored": count, "frames_dropped": dropped, "policy": policy, "engine": engine,
+               "threshold": threshold,
                "events": len(events), "seconds": round(seconds, 3), "fps": count / seconds if seconds > 0 else None,
                "interrupted": interrupted, "options": asdict(options)}
     write_json_atomic(folder / "summary.json", summary)
     if interrupted:
         raise KeyboardInterrupt
+    if count == 0:
+        warnings.warn(f"{footage.source}: {read[0]} frame(s) read, none scored: {model.config['name']} scores a frame "
+                      f"once a clip of {model.clip_length} frames is complete", stacklevel=2)
     return summary
 
 
@@ -240,4 +287,8 @@ def detect(model: StepModel, source: str, out: str | Path, *, options: DetectOpt
         summaries.append(run_footage(model, f, folder, options, engine=engine, echo=echo, progress=progress))
     total = {**run, "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "summaries": summaries}
     write_json_atomic(out / MANIFEST, total)
+    if not any(s["frames_scored"] for s in summaries):
+        read = ", ".join(f"{s['video']}: {s['frames_read']}" for s in summaries)
+        raise DataError(f"{source}: no frame scored (frames read: {read}); {model.config['name']} scores a frame "
+                        f"once a clip of {model.clip_length} frames is complete (what was read is written in {out})")
     return total

@@ -2,7 +2,10 @@
 
 The score timeline of the video (every scored frame, the threshold, the anomalous events
 shaded) is drawn by a few lines of plain JavaScript on a canvas; clicking a point of it, or
-an event in the list, shows that frame with its error heatmap. Everything is inside the one
+an event in the list, shows that frame with its error heatmap and, when the report has the
+memory's reads (:mod:`memad.reports.memory_view`), the box of its most anomalous region, the item
+read there with its exemplars, and that read's distance against the item's distances on normal
+frames (each item's exemplars are in the page once, whatever the number of frames). Everything is inside the one
 file: styles, script, the data as JSON and the frames as base64 JPEG thumbnails (no CDN, no
 other file). Memory stays bounded on long videos: at most ``max_images`` thumbnails are kept,
 frames at an even stride (the stride doubles whenever the cap is reached) plus the
@@ -46,19 +49,27 @@ class ReportBuilder:
         fps: frames per second, to show times.
         max_images: most thumbnails kept (half at an even stride, half the highest scores).
         width: thumbnail width in pixels.
+        memory: the memory section (:meth:`memad.reports.memory_view.MemoryView.payload`), or None.
+        memory_note: why there is no memory section, shown instead.
     """
 
-    def __init__(self, title: str, *, threshold: float, fps: float = 25.0, max_images: int = 400, width: int = 480):
+    def __init__(self, title: str, *, threshold: float, fps: float = 25.0, max_images: int = 400, width: int = 480,
+                 memory: dict[str, Any] | None = None, memory_note: str | None = None):
         self.title, self.threshold, self.fps, self.width = title, float(threshold), float(fps), int(width)
+        self.memory, self.memory_note = memory, memory_note
+        self.regions: list[list[list[float]] | None] = []
         self.frame, self.score, self.smoothed = array.array("l"), array.array("d"), array.array("d")
         self.decision = array.array("b")
         self.stride, self.cap = 1, max(2, max_images // 2)
         self.strided: dict[int, str] = {}
         self.top: list[tuple[float, int, str]] = []  # a min-heap of the highest-scoring frames
 
-    def add(self, index: int, score: float, smoothed: float, decision: int, image: np.ndarray | None) -> None:
-        """One scored frame; ``image`` is the frame with its heatmap (uint8 ``(H, W, 3)``), or None."""
+    def add(self, index: int, score: float, smoothed: float, decision: int, image: np.ndarray | None,
+            regions: list[list[float]] | None = None) -> None:
+        """One scored frame; ``image`` is the frame with its heatmap (uint8 ``(H, W, 3)``), or None; ``regions``
+        per memory level ``[item, distance, top, left, height, width]`` of its most anomalous region."""
         self.frame.append(int(index))
+        self.regions.append(regions)
         self.score.append(float(score))
         self.smoothed.append(float(smoothed))
         self.decision.append(int(decision))
@@ -81,12 +92,26 @@ class ReportBuilder:
     def images(self) -> dict[int, str]:
         return {**self.strided, **{i: img for _, i, img in self.top}}
 
+    def _memory_shown(self) -> dict[str, Any] | None:
+        """The memory section with the exemplars of the items some frame read (once each), the others left out."""
+        if not self.memory:
+            return None
+        used: list[set[int]] = [set() for _ in self.memory["levels"]]
+        for regions in self.regions:
+            for level, region in enumerate(regions or []):
+                used[level].add(int(region[0]))
+        return {**self.memory, "levels": [{**lv, "exemplars": [e if m in used[n] else None
+                                                                for m, e in enumerate(lv["exemplars"])]}
+                                          for n, lv in enumerate(self.memory["levels"])]}
+
     def write(self, path: str | Path, events: Sequence[dict[str, Any]], meta: dict[str, Any] | None = None) -> Path:
         """Write the page to ``path`` (atomically)."""
         data = {"frame": list(self.frame), "score": [round(v, 5) for v in self.score],
                 "smoothed": [round(v, 5) for v in self.smoothed], "decision": list(self.decision),
                 "threshold": self.threshold, "fps": self.fps, "events": list(events),
-                "images": {str(k): v for k, v in sorted(self.images().items())}}
+                "images": {str(k): v for k, v in sorted(self.images().items())},
+                "memory": self._memory_shown(), "regions": self.regions if self.memory else None,
+                "memory_note": self.memory_note}
         page = (_PAGE.replace("__TITLE__", html.escape(self.title))
                 .replace("__META__", json.dumps(meta or {}, default=str).replace("</", "<\\/"))
                 .replace("__DATA__", json.dumps(data).replace("</", "<\\/")))
@@ -103,13 +128,21 @@ h1{font-size:19px;margin:0 0 4px}
 main{display:grid;grid-template-columns:minmax(0,3fr) minmax(280px,2fr);gap:18px;padding:18px 22px}
 #timeline{width:100%;height:260px;background:#1d2026;border:1px solid #333;border-radius:6px;cursor:crosshair}
 #view{background:#1d2026;border:1px solid #333;border-radius:6px;padding:10px}
-#view img{width:100%;image-rendering:auto;border-radius:4px;display:block;background:#000;min-height:60px}
+#view #frame{width:100%;border-radius:4px;display:block;background:#000;min-height:60px}
 #caption{font-size:13px;margin-top:8px;color:#ccd}
 table{border-collapse:collapse;width:100%;font-size:13px;margin-top:14px}
 td,th{padding:4px 8px;border-bottom:1px solid #2c2f36;text-align:left}
 tr.ev{cursor:pointer} tr.ev:hover{background:#2a2e37}
 .legend span{display:inline-block;margin-right:14px;font-size:12px;color:#aab}
 .sw{display:inline-block;width:12px;height:3px;vertical-align:middle;margin-right:5px}
+#wrap{position:relative}
+#region{position:absolute;box-sizing:border-box;border:2px solid #fff;box-shadow:0 0 0 1px #000;
+  pointer-events:none;display:none}
+#memory{font-size:13px;margin-top:10px;color:#ccd}
+.lvl{border-top:1px solid #333;padding-top:8px;margin-top:8px}
+.ex{height:56px;image-rendering:pixelated;display:block;margin:6px 0;border-radius:3px;max-width:100%}
+.chip{display:inline-block;width:12px;height:12px;border-radius:2px;vertical-align:-1px;margin-right:6px}
+.muted{color:#889}
 </style></head><body>
 <header><h1>__TITLE__</h1><div id="summary"></div></header>
 <main>
@@ -122,12 +155,17 @@ tr.ev{cursor:pointer} tr.ev:hover{background:#2a2e37}
 <span>click the timeline to see a frame</span></div>
 <table id="events"><thead><tr><th>event</th><th>frames</th><th>time (s)</th><th>peak score</th><th>peak frame</th></tr></thead><tbody></tbody></table>
 </section>
-<section id="view"><img id="frame" alt="frame with its error heatmap"><div id="caption">no frame selected</div></section>
+<section id="view"><div id="wrap"><img id="frame" alt="frame with its error heatmap">
+<div id="region"></div></div><div id="caption">no frame selected</div><div id="memory"></div></section>
 </main>
 <script id="meta" type="application/json">__META__</script>
 <script id="data" type="application/json">__DATA__</script>
 <script>
 const D = JSON.parse(document.getElementById('data').textContent);
+const frameImg = document.getElementById('frame');
+frameImg.addEventListener('load', () => {  // at most 380 px tall, so the memory panel stays in view
+  document.getElementById('wrap').style.maxWidth = `${380 * frameImg.naturalWidth / frameImg.naturalHeight}px`;
+});
 const canvas = document.getElementById('timeline'), ctx = canvas.getContext('2d');
 const stored = Object.keys(D.images).map(Number).sort((a, b) => a - b);
 const n = D.frame.length, first = n ? D.frame[0] : 0, last = n ? D.frame[n - 1] : 1;
@@ -172,7 +210,56 @@ function show(f) {
     `frame ${s} (${t} s): score ${D.score[i].toFixed(4)}, ${D.decision[i] ? 'ANOMALOUS' : 'normal'}` +
     (s !== f ? ` (nearest stored frame to the clicked frame ${f})` : '');
   document.getElementById('frame').dataset.frame = String(s);
+  showMemory(i);
   draw();
+}
+function verdict(d, q) {
+  if (!q) return 'no normal read of this item to compare with';
+  const [q50, q90, q99] = q;
+  return d > q99 ? `above the 99th percentile of its normal reads (${(d / q99).toPrecision(2)}x it)`
+       : d > q90 ? 'between the 90th and 99th percentile' : d > q50 ? 'between the median and the 90th percentile'
+       : 'below the median of its normal reads';
+}
+function bar(d, q) {  // a log scale: a far read and the normal quantiles both stay readable
+  if (!q || !(d > 0) || !(q[0] > 0)) return '';
+  const lo = Math.log(Math.min(d, q[0]) / 2), hi = Math.log(Math.max(d, q[2]) * 1.5);
+  const X = v => 4 + (Math.log(v) - lo) / (hi - lo) * 252;
+  let ticks = '';
+  q.forEach((v, k) => {
+    ticks += `<line x1="${X(v).toFixed(1)}" x2="${X(v).toFixed(1)}" y1="6" y2="22" stroke="#aab"/>`;
+    const crowded = k === 1 && Math.min(X(v) - X(q[0]), X(q[2]) - X(v)) < 22;  // the 90% label only where it fits
+    if (!crowded && !(k === 2 && X(v) - X(q[0]) < 22)) {
+      ticks += `<text x="${X(v).toFixed(1)}" y="33" fill="#889" font-size="9" text-anchor="middle">` +
+               `${['50', '90', '99'][k]}%</text>`;
+    }
+  });
+  return '<svg id="dbar" width="260" height="36">' +
+    `<rect x="4" y="10" width="${(X(q[2]) - 4).toFixed(1)}" height="8" fill="#2e4d3a"/>${ticks}` +
+    `<circle cx="${X(d).toFixed(1)}" cy="14" r="5" fill="${d > q[2] ? '#f44336' : '#aed581'}"/></svg>`;
+}
+function level(r, l, box) {
+  const L = D.memory.levels[l], [item, d, top, left, h, w] = r, q = L.distance[item], ex = L.exemplars[item];
+  const colour = L.colours[item];
+  if (l === 0) Object.assign(box.style, {display: 'block', top: `${100 * top}%`, left: `${100 * left}%`,
+                                         width: `${100 * w}%`, height: `${100 * h}%`, borderColor: colour});
+  const shots = ex ? `<img class="ex" alt="item ${item} exemplars" src="data:image/png;base64,${ex}">` +
+                     '<span class="muted">its nearest crops on normal frames</span>'
+                   : '<div class="muted">no exemplar</div>';
+  const normal = q ? ` <span class="muted">(median ${q[0].toPrecision(3)}, 99% ${q[2].toPrecision(3)})</span>` : '';
+  return `<div class="lvl" data-level="${l}" data-item="${item}">` +
+    `<span class="chip" style="background:${colour}"></span><b>${L.name}: item ${item}</b> ` +
+    `<span class="muted">(${(100 * L.share[item]).toFixed(1)}% of normal reads)</span>${shots}` +
+    `<div>distance <b class="dist">${d.toPrecision(3)}</b>: ${verdict(d, q)}${normal}</div>${bar(d, q)}</div>`;
+}
+function showMemory(i) {
+  const panel = document.getElementById('memory'), box = document.getElementById('region');
+  box.style.display = 'none';
+  if (!D.memory) { panel.textContent = D.memory_note ? `memory: ${D.memory_note}` : ''; return; }
+  const regs = D.regions[i];
+  if (!regs) { panel.textContent = 'memory: no read recorded for this frame'; return; }
+  const rows = regs.map((r, l) => level(r, l, box)).join('');
+  const note = '<span class="muted">(the memory cell of largest error, boxed)</span>';
+  panel.innerHTML = `<b>Most anomalous region</b> ${note}${rows}`;
 }
 canvas.addEventListener('click', ev => {
   const r = canvas.getBoundingClientRect(), w = canvas.width, x = (ev.clientX - r.left) * devicePixelRatio;

@@ -38,7 +38,7 @@ def write_maps(detector, data: Any, out: str | Path, *, top: int = 8, columns: i
     from .plots import top_frames_grid
 
     test = open_split(data, "testing", detector.config, labels=labels)
-    scores = detector.score(test)
+    scores = detector.score(test, keep_maps=top, keep_lowest=lowest)
     captions = image_captions(scores)
     name = detector.config["name"]
     n = len(scores.scores)

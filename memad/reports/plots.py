@@ -238,9 +238,13 @@ def top_frames_grid(
     video_of = videos.video_index
     maps = None if scores.maps is None else scores.maps.float().numpy() if hasattr(scores.maps, "numpy") \
         else np.asarray(scores.maps, dtype=np.float32)
+    # Scoring keeps the maps of a few frames only (Scores.map_frames): a frame without one shows no heatmap.
+    map_at = {int(i): j for i in order if (j := _map_index(scores, int(i))) is not None} if maps is not None else {}
+    if maps is not None and not map_at:
+        maps = None
     masks = None if scores.masks is None else np.asarray(scores.masks.numpy() if hasattr(scores.masks, "numpy")
                                                          else scores.masks).astype(bool)
-    vmax = float(np.percentile(maps[order], 99.5)) if maps is not None else None
+    vmax = float(np.percentile(maps[list(map_at.values())], 99.5)) if maps is not None else None
     heat = None
     for cell in range(rows * columns):
         ax = axes[cell // columns][cell % columns]
@@ -254,11 +258,11 @@ def top_frames_grid(
         img = _frame_image(videos.frames, f)
         h, w = img.shape[:2]
         ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=255, extent=(0, w, h, 0))
-        if maps is not None:
-            heat = ax.imshow(maps[i], cmap="inferno", alpha=alpha, vmin=0, vmax=max(vmax, 1e-12),
+        if maps is not None and i in map_at:
+            heat = ax.imshow(maps[map_at[i]], cmap="inferno", alpha=alpha, vmin=0, vmax=max(vmax, 1e-12),
                              extent=(0, w, h, 0), interpolation="bilinear")
-        if masks is not None and masks[i].any():
-            m = masks[i].astype(float)
+        if masks is not None and i in map_at and masks[map_at[i]].any():
+            m = masks[map_at[i]].astype(float)
             mh, mw = m.shape
             # Contour on cell centres scaled to the frame's pixel grid.
             xs = (np.arange(mw) + 0.5) * w / mw
@@ -278,3 +282,9 @@ def top_frames_grid(
         bar.set_label("squared error", fontsize=8)
         bar.ax.tick_params(labelsize=7)
     return _finish(fig, path)
+
+
+def _map_index(scores: "Scores", i: int) -> int | None:
+    """Where scored frame ``i``'s map is in ``scores.maps`` (a Scores of an older kind: every frame's)."""
+    finder = getattr(scores, "map_index", None)
+    return finder(i) if finder is not None else i

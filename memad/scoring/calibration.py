@@ -17,6 +17,11 @@ like them exceeds it with probability at most ``false_alarm_rate``, where the pl
 more through when the frames are few); a cross-validation by video (each video's frames scored with
 ranges and a threshold fitted without it) measures the false-alarm rate to expect on normal
 footage the calibration did not see (``calibration_["check_false_alarm_rate"]``).
+
+The same pass records how the memory reads normal frames, for a memory that explains its reads
+(:meth:`memad.Memory.explain`): ``calibration_["memory"]`` holds, per level, each item's usage, the
+quantiles of the distances of the positions assigned to it and its nearest exemplar crops
+(:meth:`memad.scoring.profile.ReadProfile.summary`); the detect report compares a frame's reads with them.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ import numpy as np
 from ..data import open_split
 from ..errors import ConfigError, DataError
 from ..interfaces import FrameStats, Scorer
+from .profile import ReadProfile
+from .reads import recording
 from .runner import video_signals
 from .step import StepModel, TorchModel
 from .threshold import conformal_threshold
@@ -88,7 +95,9 @@ def calibrate(model: TorchModel, data: Any, *, false_alarm_rate: float = 0.01, v
         raise ConfigError(f"false_alarm_rate: expected a fraction in (0, 1), got {false_alarm_rate!r}")
     split = open_split(data, "training", model.config)
     chosen, why = _calibration_videos(model.config["name"], split, videos, holdout_videos)
-    stats = video_signals(model.network, split, only=chosen).stats  # the uncalibrated signals are what is fitted
+    reads = ReadProfile(model.config["data"]["channels"], k=4)
+    with recording(model.network, reads) as recorded:  # the memory's reads, in the same pass
+        stats = video_signals(model.network, split, only=chosen).stats  # the uncalibrated signals are what is fitted
     if len(stats) == 0:
         raise DataError(f"{split.source}: no scored normal frames to calibrate on")
     ranges, threshold, scores = _fit(stats, model.scorer, false_alarm_rate, quantiles)
@@ -97,6 +106,7 @@ def calibrate(model: TorchModel, data: Any, *, false_alarm_rate: float = 0.01, v
         "threshold": threshold, "frames": int(len(stats)), "fit_false_alarm_rate": float((scores >= threshold).mean()),
         "videos": [split.names[i] for i in chosen], "videos_from": why, "source": str(split.source),
         "check_false_alarm_rate": cross_validated_false_alarms(stats, model.scorer, false_alarm_rate, quantiles),
+        "memory": reads.summary() if recorded and reads.samples else None,
     }
 
 

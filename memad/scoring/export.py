@@ -43,7 +43,8 @@ from ..errors import ConfigError, DataError
 from ..frames import to_float
 from ..network import Network
 from .calibration import require_calibration
-from .exported import TAG, ExportedModel, _read, check_scores, npy_text
+from .export_meta import TAG, npy_text, seal
+from .exported import ExportedModel, _read, check_scores
 from .step import TorchModel, TorchStepModel, default_map_hw, step_signals, writes_at_test
 from .stream import stream
 
@@ -197,11 +198,11 @@ def export(model: TorchModel, path: str | Path, fmt: str = "onnx", *, data: Any 
     state = [b.detach().clone() for b in network.memory.buffers()]
     with torch.no_grad():
         step(clip, *[s.clone() for s in state])  # learns the signal names
-    meta = {"format": TAG, "version": 1, "config": model.config, "calibration": cal,
-            "threshold": model.threshold_, "signals": step.signal_names, "state_names": step.state_names,
-            "state": [npy_text(s.numpy()) for s in state], "clip_length": model.clip_length,
-            "score_offset": model.score_offset,
-            "check": {"frames": npy_text(check_frames), "scores": reference.tolist(), "atol": atol}}
+    meta = seal({"config": model.config, "calibration": cal, "threshold": model.threshold_,
+                 "signals": step.signal_names, "state_names": step.state_names,
+                 "state": [npy_text(s.numpy()) for s in state], "clip_length": model.clip_length,
+                 "score_offset": model.score_offset,
+                 "check": {"frames": npy_text(check_frames), "scores": reference.tolist(), "atol": atol}})
     text = json.dumps(meta, default=str)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{path.suffix}")

@@ -7,9 +7,6 @@ a tampered or mismatched file is refused with the difference found.
 
 from __future__ import annotations
 
-import base64
-import io
-import json
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -17,25 +14,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError, ConfigError, MemadError
 from ..network import build_scorer
+from .export_meta import TAG, from_npy_text, read_meta
 from .stream import stream
 
-__all__ = ["ExportedModel", "load_exported", "TAG", "npy_text", "from_npy_text", "check_scores"]
-
-TAG = "memad-export"
-
-
-def npy_text(arr: np.ndarray) -> str:
-    """An array as base64 ``.npy`` text (no pickle), for metadata."""
-    buf = io.BytesIO()
-    np.save(buf, arr, allow_pickle=False)
-    return base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def from_npy_text(text: str) -> np.ndarray:
-    """The array :func:`npy_text` wrote."""
-    return np.load(io.BytesIO(base64.b64decode(text)), allow_pickle=False)
+__all__ = ["ExportedModel", "load_exported", "TAG", "check_scores"]
 
 
 class ExportedModel:
@@ -49,9 +33,13 @@ class ExportedModel:
         self.path, self.meta, self._run = path, meta, run
         self.config = meta["config"]
         self.calibration_, self.threshold_ = meta["calibration"], meta["threshold"]
-        self.scorer = build_scorer(self.config)
+        try:
+            self.scorer = build_scorer(self.config)
+        except (MemadError, KeyError, TypeError) as exc:
+            raise CheckpointError(f"{path}: the export's config does not build its scorer ({exc}); refused") from exc
         self.clip_length, self.score_offset = meta["clip_length"], meta["score_offset"]
-        self.initial = [from_npy_text(s) for s in meta["state"]]
+        self.initial = [from_npy_text(s, f"{path}: state {name!r}") for s, name in zip(meta["state"],
+                                                                                         meta["state_names"])]
         self.state = list(self.initial)
 
     def reset(self) -> None:
@@ -140,7 +128,7 @@ def _read(path: Path) -> tuple[dict[str, Any], Any]:
         props = {p.key: p.value for p in proto.metadata_props}
         if TAG not in props:
             raise CheckpointError(f"{path}: not a memad export (no '{TAG}' metadata)")
-        meta = json.loads(props[TAG])
+        meta = read_meta(path, props[TAG])
         return meta, _onnx_runner(path, meta)
     files = {f"{TAG}.json": ""}
     try:
@@ -149,7 +137,8 @@ def _read(path: Path) -> tuple[dict[str, Any], Any]:
         raise CheckpointError(f"{path}: not a readable TorchScript file ({str(exc).splitlines()[0]})") from exc
     if not files[f"{TAG}.json"]:
         raise CheckpointError(f"{path}: not a memad export (no '{TAG}.json' inside)")
-    return json.loads(files[f"{TAG}.json"]), _torchscript_runner(module.eval())
+    text = files[f"{TAG}.json"]
+    return read_meta(path, text.decode() if isinstance(text, bytes) else text), _torchscript_runner(module.eval())
 
 
 def load_exported(path: str | Path) -> ExportedModel:
@@ -158,7 +147,17 @@ def load_exported(path: str | Path) -> ExportedModel:
     meta, run = _read(path)
     model = ExportedModel(path, meta, run)
     check = meta["check"]
-    check_scores(model, from_npy_text(check["frames"]), np.asarray(check["scores"]), check["atol"], "check on load")
+    if not isinstance(check, dict) or not {"frames", "scores", "atol"} <= set(check):
+        raise CheckpointError(f"{path}: the export's check entry must hold frames, scores and atol; refused")
+    frames = from_npy_text(check["frames"], f"{path}: check frames")
+    try:
+        check_scores(model, frames, np.asarray(check["scores"], dtype=np.float64), float(check["atol"]),
+                     "check on load")
+    except CheckpointError:
+        raise
+    except Exception as exc:  # the engine refusing the stored frames: another shape, dtype...
+        raise CheckpointError(f"{path}: the check sequence does not run ({type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0] if str(exc) else ''}); refused") from exc
     return model
 
 

@@ -12,13 +12,16 @@ write by how well the frame was predicted). ``test.mode``:
 - ``batched``: ``test.chunk`` frames per pass; the memory is written once per chunk.
 
 The trained memory is restored after scoring: evaluation never changes the model.
-Metrics live in :mod:`memad.metrics`.
+Each video's error maps go, as soon as it is scored, to a :class:`memad.scoring.maps.MapSink`
+(the streamed pixel AUROC and RBDC/TBDC, and the few maps kept for plots), so memory does not
+grow with the number of test frames. Metrics live in :mod:`memad.metrics`.
 """
 
 from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,11 +38,12 @@ from ..errors import DataError, NumericalError
 from ..frames import FloatRange, as_video, to_float
 from ..interfaces import FrameStats, Scorer
 from ..network import Network
+from .maps import TOP_MAPS, MapSink, check_keep
 from .scores import Scores
 from .step import TorchModel, default_map_hw, step_signals, writes_at_test
 
 __all__ = ["Scores", "score_videos", "score_frames", "VideoScorer", "SignalRun", "video_signals", "frame_stats",
-           "default_map_hw", "apply_scorer"]
+           "default_map_hw", "apply_scorer", "MapSink", "TOP_MAPS"]
 
 
 class VideoScorer:
@@ -93,15 +97,16 @@ class SignalRun:
 
 
 def video_signals(network: Network, videos: VideoSet, *, only: list[int] | None = None,
-                  map_hw: tuple[int, int] | None = None) -> SignalRun:
+                  map_hw: tuple[int, int] | None = None, sink: MapSink | None = None) -> SignalRun:
     """Every clip of ``videos`` (or of the videos ``only`` names) through ``network``, in order; the
-    memory as trained is restored afterwards (``test.reset``: per video, or carried over)."""
+    memory as trained is restored afterwards (``test.reset``: per video, or carried over). With
+    ``map_hw``, each video's error maps go to ``sink`` (then not kept in ``raw``), else into ``raw``."""
     videos.check_shape(network.config["data"]["channels"], image_hw(network.config))
     device = distributed.setup(network.config["train"]["device"])  # under torchrun: joins the group
     was_training = network.training
     network.eval()
     try:
-        raw, frame_idx, seconds = _run(network, videos, device, map_hw, only)
+        raw, frame_idx, seconds = _run(network, videos, device, map_hw, only, sink)
     finally:
         network.train(was_training)
     stats = frame_stats(raw, videos.video_index[frame_idx])
@@ -110,8 +115,8 @@ def video_signals(network: Network, videos: VideoSet, *, only: list[int] | None 
     return SignalRun(raw, frame_idx, stats, seconds)
 
 
-def _run(network: Network, videos: VideoSet, device: torch.device, map_hw, only: list[int] | None = None
-         ) -> tuple[dict[str, Tensor], np.ndarray, float]:
+def _run(network: Network, videos: VideoSet, device: torch.device, map_hw, only: list[int] | None = None,
+         sink: MapSink | None = None) -> tuple[dict[str, Tensor], np.ndarray, float]:
     runner = VideoScorer(network, device, map_hw)
     trained = copy.deepcopy(network.memory.state_dict())
     clip = network.clip_length
@@ -126,16 +131,26 @@ def _run(network: Network, videos: VideoSet, device: torch.device, map_hw, only:
         feed = ((i, frames[videos.offsets[i]:videos.offsets[i] + videos.lengths[i]]) for i in mine)
     results, frame_idx = [], []
     reset = distributed.effective_reset(network.config["test"]["reset"], runner.writes)
+    # Maps go to the sink video by video; under torchrun they are gathered first (the sink sees every video).
+    streamed = sink is not None and not distributed.is_distributed()
+    position, model_seconds = 0, 0.0
     runtime.synchronize(device)
     t0 = time.perf_counter()
     try:
         for i, video in feed:
             if reset == "video" and i > 0:
                 network.memory.load_state_dict(trained)
-            results.append(runner(video))
-            frame_idx.append(int(videos.offsets[i]) + network.score_offset + np.arange(videos.lengths[i] - clip + 1))
+            out = runner(video)
+            idx = int(videos.offsets[i]) + network.score_offset + np.arange(videos.lengths[i] - clip + 1)
+            if streamed and "map" in out:
+                model_seconds += time.perf_counter() - t0  # the sink's work is not the model's time
+                sink.add(i, idx, position, out.pop("map"), out)
+                t0 = time.perf_counter()
+            results.append(out)
+            frame_idx.append(idx)
+            position += len(idx)
         runtime.synchronize(device)
-        seconds = time.perf_counter() - t0
+        seconds = model_seconds + time.perf_counter() - t0
     finally:
         network.memory.load_state_dict(trained)
     merged = {k: torch.cat([r[k] for r in results]) for k in results[0]} if results else {}
@@ -143,7 +158,18 @@ def _run(network: Network, videos: VideoSet, device: torch.device, map_hw, only:
     merged, scored, seconds = distributed.gather_video_results(merged, scored, seconds)  # every rank: all videos
     if not len(scored):
         raise DataError(f"{videos.source}: no test video has the {clip} frames a sample needs")
+    if sink is not None and not streamed and "map" in merged:
+        _feed_gathered(sink, merged, scored, videos)
     return merged, scored, seconds
+
+
+def _feed_gathered(sink: MapSink, merged: dict[str, Tensor], scored: np.ndarray, videos: VideoSet) -> None:
+    """Gathered results (every rank's videos, in frame order) to ``sink`` video by video; the maps dropped."""
+    maps = merged.pop("map")
+    video = videos.video_index[scored]
+    for v in dict.fromkeys(video.tolist()):
+        sel = np.flatnonzero(video == v)
+        sink.add(int(v), scored[sel], int(sel[0]), maps[sel], {k: t[sel] for k, t in merged.items()})
 
 
 def frame_stats(raw: dict[str, Tensor], video: np.ndarray) -> FrameStats:
@@ -152,12 +178,22 @@ def frame_stats(raw: dict[str, Tensor], video: np.ndarray) -> FrameStats:
 
 
 def score_videos(model: TorchModel, data: Any, labels: str | Path | None = None, *,
-                 only: list[int] | None = None) -> Scores:
-    """Score the ``testing`` split of ``data`` (see :class:`Scores`); ``only``: just these videos (indices)."""
+                 only: list[int] | None = None, keep_maps: int | str = TOP_MAPS, keep_lowest: int = 0,
+                 keep_frames: Collection[int] = ()) -> Scores:
+    """Score the ``testing`` split of ``data`` (see :class:`Scores`); ``only``: just these videos (indices).
+
+    The error maps are streamed into the pixel metrics (:mod:`memad.scoring.maps`); those of the
+    ``keep_maps`` highest- and ``keep_lowest`` lowest-scoring frames are kept (``keep_maps="all"``: every one),
+    and those of the split frames ``keep_frames`` (indices into the split's frames).
+    """
+    check_keep(keep_maps, keep_lowest)
     cfg = model.config
     videos = open_split(data, "testing", cfg, labels=labels)
     map_hw = tuple(videos.masks.shape[1:]) if videos.masks is not None else default_map_hw(cfg)
-    run = video_signals(model.network, videos, only=only, map_hw=map_hw)
+    sink = MapSink(videos.masks, model.scorer, keep_top=keep_maps, keep_lowest=keep_lowest, keep_frames=keep_frames,
+                   regions=not getattr(videos, "categories", None))  # an image set's images are not a video
+    run = video_signals(model.network, videos, only=only, map_hw=map_hw, sink=sink)
+    kept = sink.result()
     frame_idx, stats = run.frame, run.stats
     scores = apply_scorer(model.scorer, cfg["scorer"]["name"], stats, videos, frame_idx)
     calibrated = None
@@ -167,10 +203,9 @@ def score_videos(model: TorchModel, data: Any, labels: str | Path | None = None,
     return Scores(
         scores=scores, frame=frame_idx, video=stats.video,
         labels=None if videos.labels is None else videos.labels[frame_idx].astype(np.int8),
-        stats=stats, maps=run.raw.get("map"),
-        masks=None if videos.masks is None else videos.masks[torch.from_numpy(frame_idx)],
+        stats=stats, maps=kept.maps, masks=kept.masks, map_frames=kept.frames, pixel=kept.metrics,
         video_names=list(videos.names), seconds=run.seconds, mode=cfg["test"]["mode"],
-        extra=_image_extra(videos, frame_idx), calibrated=calibrated,
+        extra=_image_extra(videos, frame_idx), calibrated=calibrated, scenes=videos.scenes,
     )
 
 
@@ -215,7 +250,8 @@ def score_frames(model: TorchModel, frames: Any, *, float_range: FloatRange = (0
     when the model is calibrated."""
     cfg = model.config
     video = as_video(frames, cfg["data"]["channels"], image_hw(cfg), source="video", float_range=float_range)
-    result = score_videos(model, VideoSet(video.contiguous(), ["video"], [video.shape[0]], source="frames"))
+    result = score_videos(model, VideoSet(video.contiguous(), ["video"], [video.shape[0]], source="frames"),
+                          keep_maps=0)
     out = np.full(video.shape[0], np.nan)
     out[result.frame] = result.decision
     return out

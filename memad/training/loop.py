@@ -1,7 +1,8 @@
 """Training: Adam with cosine annealing over the epochs, as the official MNAD code.
 
 Each step minimises the sum of the loss terms the network declares (the task's
-reconstruction loss plus each component's own, see :meth:`Network.loss_terms`). Memories
+reconstruction loss plus each component's own, see :meth:`Network.loss_terms`). Each epoch's
+record also says how many memory items the training reads used (:mod:`memad.training.health`). Memories
 written outside autograd get each step's queries gathered from every process, and their
 state is then copied from rank 0 everywhere (:func:`write_memory`): one mechanism for every
 memory. Each epoch ends with an atomic checkpoint in ``out`` holding config, weights,
@@ -15,7 +16,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -31,6 +32,7 @@ from ..frames import to_float
 from ..interfaces import Memory
 from ..network import Network
 from ..network.parts import component_sources
+from .health import MemoryHealth
 
 CHECKPOINT_NAME = "checkpoint.pt"
 #: Config fields that change the shape of the network's parameters or of its input: a run folder
@@ -102,8 +104,15 @@ def make_optimizer(network: Network, train_cfg: dict[str, Any], epochs: int):
 
 def train(network: Network, data: Any, *, epochs: int | None = None, out: str | Path | None = None,
           resume: bool = True, log: Callable[[dict[str, Any]], None] | None = None,
-          history: list[dict[str, float]] | None = None) -> TrainResult:
-    """Train ``network`` on the training split of ``data``; ``history`` are earlier epochs' records."""
+          history: list[dict[str, float]] | None = None, callbacks: Sequence[Any] = ()) -> TrainResult:
+    """Train ``network`` on the training split of ``data``; ``history`` are earlier epochs' records.
+
+    ``callbacks`` are objects with an ``on_step(record)`` and/or ``on_epoch(record)`` method, called on
+    rank 0: the step record holds ``epoch``, ``step`` (counted over epochs from 1), ``loss`` and each loss
+    term of that step (this process's batch), ``lr``, ``clips`` and ``seconds`` since training started;
+    the epoch record is the one ``log`` gets and the history keeps. Step records cost a host sync per
+    step, so they are only made when a callback has ``on_step``.
+    """
     cfg = network.config
     tcfg = cfg["train"]
     epochs = tcfg["epochs"] if epochs is None else int(epochs)
@@ -134,6 +143,10 @@ def train(network: Network, data: Any, *, epochs: int | None = None, out: str | 
     model, unwrap = distributed.wrap(network, device, sync_bn=tcfg["sync_bn"])  # DDP under torchrun
 
     amp = runtime.amp_enabled(tcfg, device)
+    health = MemoryHealth(network)  # per-epoch item usage, counted from each step's memory read
+    main = distributed.is_main()
+    on_step = [c.on_step for c in callbacks if hasattr(c, "on_step")] if main else []
+    on_epoch = [c.on_epoch for c in callbacks if hasattr(c, "on_epoch")] if main else []
     t0 = time.perf_counter()
     for epoch in range(start_epoch, epochs):
         network.train()
@@ -152,6 +165,13 @@ def train(network: Network, data: Any, *, epochs: int | None = None, out: str | 
             write_memory(network.memory, out_.memory.query)
             for name, value in {"loss": loss, **terms}.items():
                 totals[name] = totals.get(name, 0) + value.detach().float()
+            if on_step:
+                values = torch.stack([v.detach().float() for v in (loss, *terms.values())]).tolist()
+                step_record = {"epoch": epoch + 1, "step": epoch * steps + step + 1,
+                               **dict(zip(["loss", *terms], values)), "lr": opt.param_groups[0]["lr"],
+                               "clips": int(x.shape[0]), "seconds": time.perf_counter() - t0}
+                for hook in on_step:
+                    hook(step_record)
             # Reading values back costs a host sync: only every 25 steps, when the bar is refreshed.
             if step % 25 == 24 or step == steps - 1:
                 names = list(totals)
@@ -162,15 +182,18 @@ def train(network: Network, data: Any, *, epochs: int | None = None, out: str | 
         distributed.sync_buffers(network)  # BatchNorm running statistics: the mean over the ranks
         names = list(totals)
         mean = (distributed.all_reduce_mean(torch.stack([totals[k] for k in names])) / steps).tolist()
-        record = {"epoch": epoch + 1, **dict(zip(names, mean)), "lr": opt.param_groups[0]["lr"],
-                  "seconds": time.perf_counter() - t0}
+        record = {"epoch": epoch + 1, **dict(zip(names, mean)), **health.epoch(epoch + 1),
+                  "lr": opt.param_groups[0]["lr"], "seconds": time.perf_counter() - t0}
         result.history.append(record)
         if log is not None and distributed.is_main():
             log(record)
+        for hook in on_epoch:
+            hook(record)
         if ckpt_path is not None and distributed.is_main():
             save_checkpoint(ckpt_path, cfg, network.state_dict(), history=result.history,
                             holdout_videos=result.holdout_videos, components=component_sources(cfg),
                             optimizer=opt.state_dict(), scheduler=sched.state_dict(), epoch=epoch + 1)
+    health.close()
     unwrap()
     network.eval()
     seconds = time.perf_counter() - t0

@@ -14,7 +14,7 @@ from .ucsd import ucsd
 def synthetic(split, image_size, channels, labels=None, mask_size=64, arg=None):
     """The embedded generated video dataset (see ``memad.data.synthetic``)."""
     if arg:
-        raise ValueError(f"dataset 'synthetic' takes no argument, got {arg!r}")
+        raise DataError(f"dataset 'synthetic' takes no argument (--data synthetic), got {arg!r}")
     return make_synthetic(split, image_size, channels, mask_size)
 
 

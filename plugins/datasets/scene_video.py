@@ -19,8 +19,7 @@ from typing import Callable
 
 import numpy as np
 
-from .scene_render import (UNITS, Part, Scene, Sprite, draw_background, draw_scene, draw_shadow, draw_sprite,
-                           person)
+from .scene_render import UNITS, Part, Scene, Sprite, draw_background, draw_scene, draw_shadow, draw_sprite, person
 
 EVENTS = ("cyclist", "vehicle", "crossing", "thrown", "stranger")
 LEAD, TAIL = 16, 12  # normal frames kept before and after an event, when the video is long enough

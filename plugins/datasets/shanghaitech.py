@@ -9,6 +9,8 @@
 
 Frame labels come from ``test_frame_mask``; the pixel masks, when their folder is there,
 give pixel AUROC. Every label and mask file must have one entry per frame of its video.
+Each video's scene is its name's part before ``_`` (``01_0014`` was filmed in scene ``01``), so
+``memad eval`` reports the frame AUROC per scene.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from memad.data import SplitSource, VideoEntry
 from memad.data.folder import FRAME_SUFFIXES, numbered_files
 from memad.data.layout import find_part, require_spec_path, sort_key, video_files_in
 from memad.errors import DataError
+from memad.metrics import shanghaitech_scene
 
 TRAIN, TEST = "training/videos", "testing/frames"
 FRAME_MASK, PIXEL_MASK = "testing/test_frame_mask", "testing/test_pixel_mask"
@@ -30,12 +33,13 @@ def shanghaitech_split(root: str | Path, split: str, labels: str | Path | None =
     root = Path(root)
     if split == "training":
         folder = find_part(root, TRAIN, "shanghaitech", PARTS)
-        return SplitSource([VideoEntry(p.stem, p) for p in video_files_in(folder)], str(folder), None, split)
+        return SplitSource([VideoEntry(p.stem, p, scene=_scene(p.stem)) for p in video_files_in(folder)], str(folder),
+                           None, split)
     folder = find_part(root, TEST, "shanghaitech", PARTS)
     dirs = sorted((p for p in folder.iterdir() if p.is_dir()), key=lambda p: sort_key(p.name))
     if not dirs:
         raise DataError(f"{folder}: no video folders inside (expected {folder}/01_0014/000.jpg ...)")
-    videos = [VideoEntry(d.name, d, numbered_files(d, FRAME_SUFFIXES, "frame")) for d in dirs]
+    videos = [VideoEntry(d.name, d, numbered_files(d, FRAME_SUFFIXES, "frame"), scene=_scene(d.name)) for d in dirs]
     base = folder.parent
     pixel_dir = base / "test_pixel_mask"
     if pixel_dir.is_dir():
@@ -44,6 +48,14 @@ def shanghaitech_split(root: str | Path, split: str, labels: str | Path | None =
         return SplitSource(videos, str(folder), Path(labels), split)
     _attach(videos, find_part(root, FRAME_MASK, "shanghaitech", PARTS), "labels", "frame label")
     return SplitSource(videos, str(folder), None, split)
+
+
+def _scene(name: str) -> str | None:
+    """The scene of a video named ``<scene>_<clip>``; None for a name of another form."""
+    try:
+        return shanghaitech_scene(name)
+    except DataError:
+        return None
 
 
 def _attach(videos: list[VideoEntry], folder: Path, field: str, what: str) -> None:

@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from memad import Memory, MemoryOutput
+from memad import LevelExplanation, Memory, MemoryOutput
+from memad.explanation import explain_nearest
 
 
 def nearest_items(latents: Tensor, items: Tensor) -> Tensor:
@@ -70,6 +71,11 @@ class Codebook(Memory):
         return MemoryOutput(read=read, loss=self.weight * (codebook + self.commitment * commitment),
                             distance=distance,
                             logs={"codebook": codebook.detach(), "commitment": commitment.detach()})
+
+    @torch.no_grad()
+    def explain(self, features: Tensor) -> list[LevelExplanation]:
+        """Each position's codebook item (the one it is quantised to) and the mean squared difference to it."""
+        return [explain_nearest(features, self.items, self.assign(features))]
 
     @torch.no_grad()
     def assign(self, features: Tensor) -> Tensor:

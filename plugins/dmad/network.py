@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from memad import Decoder, DecoderOutput, Encoder
+from memad_plugins.mnad.unet import pooled_stages
 
 from .background import Background
 from .layers import basic, head, open_basic, upsample
@@ -47,13 +48,7 @@ class DMADEncoder(Encoder):
         self.reductions = [1] + [2**i for i in range(len(widths))]
 
     def forward(self, x: Tensor) -> list[Tensor]:
-        feats = [x]
-        for stage in self.stages:
-            x = stage(x)
-            feats.append(x)
-            x = self.pool(x)
-        feats.append(self.bottleneck(x))
-        return feats
+        return [x, *pooled_stages(x, self.stages, self.pool, self.bottleneck)]
 
 
 class PDMDecoder(Decoder):

@@ -17,10 +17,10 @@ from __future__ import annotations
 from typing import Literal, Sequence
 
 import torch
-from memad_plugins.memae.memory import MemAEMemory
 from torch import Tensor, nn
 
-from memad import Decoder, Encoder, Memory, MemoryOutput
+from memad import Decoder, Encoder, LevelExplanation, Memory, MemoryOutput
+from memad_plugins.memae.memory import MemAEMemory
 
 
 def double_conv(c_in: int, c_out: int) -> nn.Sequential:
@@ -80,6 +80,7 @@ class MultiLevelMemAE(Memory):
         if not levels or any(not -n <= int(lv) < n for lv in levels):
             raise ValueError(f"memory.levels: expected levels of the encoder's {n} maps, got {levels}")
         self.levels, self.address = [int(lv) % n for lv in levels], address
+        self.image_size = (int(image_size[0]), int(image_size[1]))
         dims = []
         for lv in self.levels:
             side = [int(s) // encoder_reductions[lv] for s in image_size]
@@ -98,6 +99,17 @@ class MultiLevelMemAE(Memory):
             loss = loss + out.loss
             logs[f"entropy{lv}"] = out.logs["entropy"]
         return MemoryOutput(read=reads, loss=loss if isinstance(loss, Tensor) else torch.zeros(()), logs=logs)
+
+    @torch.no_grad()
+    def explain(self, features: list[Tensor]) -> list[LevelExplanation]:
+        """Each level's MemAE explanation; with ``address: map`` a sample is one query covering the frame."""
+        out = []
+        for lv, memory, f in zip(self.levels, self.memories, features):
+            whole = self.address == "map"
+            e = memory.explain(f.reshape(f.shape[0], -1, 1, 1) if whole else f)[0]
+            e.level, e.cell = lv, self.image_size if whole else None
+            out.append(e)
+        return out
 
 
 class MLMemAEDecoder(Decoder):

@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from memad import Memory, MemoryOutput, UpdateRule, build_component
+from memad import LevelExplanation, Memory, MemoryOutput, UpdateRule, build_component
+from memad.explanation import explain_nearest
 from memad.interfaces import to_unit_range
 
 
@@ -108,6 +109,16 @@ class PrototypeMemory(Memory):
             logs={"compact": compact.detach(), "separate": separate.detach()},
             query=query.detach(),
         )
+
+    @torch.no_grad()
+    def explain(self, features: Tensor) -> list[LevelExplanation]:
+        """Each position's nearest item (largest cosine similarity: the softmax's largest read weight), the
+        mean squared difference to it (the ``distance`` signal per position) and the read weights."""
+        b, c, h, w = features.shape
+        query = F.normalize(features.float(), dim=1)
+        sim = self._flat(query) @ self.items.t()
+        weights = torch.softmax(sim, dim=1).view(b, h, w, -1)
+        return [explain_nearest(query, self.items, sim.argmax(1).view(b, h, w), weights)]
 
     @torch.no_grad()
     def write(self, query: Tensor, keep: Tensor | None = None) -> None:

@@ -37,13 +37,19 @@ class UNetEncoder(Encoder):
         self.reductions = [2**i for i in range(len(widths))]
 
     def forward(self, x: Tensor) -> list[Tensor]:
-        feats = []
-        for stage in self.stages:
-            x = stage(x)
-            feats.append(x)
-            x = self.pool(x)
-        feats.append(self.bottleneck(x))
-        return feats
+        return pooled_stages(x, self.stages, self.pool, self.bottleneck)
+
+
+def pooled_stages(x: Tensor, stages: Sequence[nn.Module], pool: nn.Module, bottleneck: nn.Module) -> list[Tensor]:
+    """The U-Net encoder's pass: each stage's output (kept for its skip), pooled into the next stage; the
+    bottleneck on the last one pooled. Shallowest first."""
+    feats = []
+    for stage in stages:
+        x = stage(x)
+        feats.append(x)
+        x = pool(x)
+    feats.append(bottleneck(x))
+    return feats
 
 
 class UNetDecoder(Decoder):

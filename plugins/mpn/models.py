@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from memad_plugins.mnad.unet import UNetDecoder
 from torch import Tensor, nn
 
-from memad import DecoderOutput, Memory, MemoryOutput
+from memad import DecoderOutput, LevelExplanation, Memory, MemoryOutput
+from memad_plugins.mnad.unet import UNetDecoder
 
 from .prototypes import DynamicPrototypes
 
@@ -40,8 +40,14 @@ class MPNDecoder(UNetDecoder):
         dim = self.head[0].in_channels  # the features the MNAD head would have read
         self.head = nn.Identity()
         self.prototypes = DynamicPrototypes(dim, prototypes)
+        self.prototypes.cell = (1, 1)  # the decoder's last features are at the input's resolution
         self.out_head = output_head(dim, out_channels)
         self.feature, self.distinction = feature, distinction
+
+    @property
+    def explained_unit(self) -> DynamicPrototypes:
+        """The part whose reads ``memad explain`` shows (its forward gets the features, it has ``explain``)."""
+        return self.prototypes
 
     def forward(self, skips: Sequence[Tensor], bottleneck: Tensor) -> DecoderOutput:
         unit = self.prototypes(super().forward(skips, bottleneck))
@@ -70,6 +76,10 @@ class PrototypeUnitMemory(Memory):
         return MemoryOutput(read=unit["read"], loss=loss, distance=unit["distance"].detach(),
                             logs={"feature": unit["feature_loss"].detach(),
                                   "distinction": unit["distinction_loss"].detach()})
+
+    def explain(self, features: Tensor) -> list[LevelExplanation]:
+        """The unit's per-input explanation at the bottleneck."""
+        return self.unit.explain(features)
 
 
 __all__ = ["MPNDecoder", "PrototypeUnitMemory", "output_head"]

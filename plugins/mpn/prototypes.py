@@ -15,6 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from memad import LevelExplanation
+from memad.explanation import explain_nearest
+
 __all__ = ["DynamicPrototypes", "distinction_loss"]
 
 
@@ -38,6 +41,9 @@ class DynamicPrototypes(nn.Module):
         prototypes: number of prototypes M (10 in the paper).
     """
 
+    #: Input pixels per position of the features it reads, when known (MPN's decoder: 1, full resolution).
+    cell: tuple[int, int] | None = None
+
     def __init__(self, dim: int, prototypes: int = 10):
         super().__init__()
         if prototypes < 2:
@@ -45,14 +51,31 @@ class DynamicPrototypes(nn.Module):
         self.dim, self.prototypes = dim, prototypes
         self.heads = nn.Linear(dim, prototypes, bias=False)
 
-    def forward(self, features: Tensor) -> dict[str, Tensor]:
-        """``read`` ``(B, D, h, w)``, ``protos`` ``(B, M, D)``, per-sample ``distance`` ``(B,)``,
-        and the batch's ``feature_loss`` and ``distinction_loss``."""
+    def _prototypes(self, features: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Unit-norm queries ``(B, n, D)``, each input's prototypes ``(B, M, D)`` and their similarities."""
         b, d, h, w = features.shape
         q = F.normalize(features.float(), dim=1).permute(0, 2, 3, 1).reshape(b, h * w, d)
         attention = torch.softmax(self.heads(q), dim=1)  # over the positions, per head
         protos = F.normalize(torch.einsum("bnm,bnd->bmd", attention, q), dim=-1)
-        score = torch.einsum("bnd,bmd->bnm", q, protos)
+        return q, protos, torch.einsum("bnd,bmd->bnm", q, protos)
+
+    @torch.no_grad()
+    def explain(self, features: Tensor) -> list[LevelExplanation]:
+        """Per input: each position's nearest prototype (the feature loss's), the mean squared difference to
+        it and the read weights; the items are that input's own prototypes (``per_input``)."""
+        b, d, h, w = features.shape
+        q, protos, score = self._prototypes(features)
+        query = q.view(b, h, w, d).permute(0, 3, 1, 2)
+        e = explain_nearest(query, protos, score.argmax(-1).view(b, h, w),
+                            torch.softmax(score, dim=-1).view(b, h, w, -1), per_input=True)
+        e.cell = self.cell
+        return [e]
+
+    def forward(self, features: Tensor) -> dict[str, Tensor]:
+        """``read`` ``(B, D, h, w)``, ``protos`` ``(B, M, D)``, per-sample ``distance`` ``(B,)``,
+        and the batch's ``feature_loss`` and ``distinction_loss``."""
+        b, d, h, w = features.shape
+        q, protos, score = self._prototypes(features)
         read = F.normalize(torch.einsum("bnm,bmd->bnd", torch.softmax(score, dim=-1), protos), dim=-1)
         nearest = protos.gather(1, score.argmax(-1, keepdim=True).expand(-1, -1, d))
         sq = (q - nearest).pow(2)

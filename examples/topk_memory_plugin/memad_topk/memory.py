@@ -114,6 +114,18 @@ class TopKMemory(memad.Memory):
         )
 
     @torch.no_grad()
+    def explain(self, features: Tensor) -> list[memad.LevelExplanation]:
+        """Each position's most similar item, the mean squared difference to it, and its top-k read weights."""
+        from memad.explanation import explain_nearest
+
+        b, c, h, w = features.shape
+        query = F.normalize(features.float(), dim=1)
+        q = query.permute(0, 2, 3, 1).reshape(-1, c)
+        weights = self.read_weights(q).view(b, h, w, -1)
+        assignment = (q @ self.items.t()).argmax(1).view(b, h, w)
+        return [explain_nearest(query, self.items, assignment, weights, k=self.k)]
+
+    @torch.no_grad()
     def write(self, query: Tensor, keep: Tensor | None = None) -> None:
         if keep is not None:
             query = query[keep]

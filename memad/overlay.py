@@ -1,5 +1,5 @@
-"""A frame with its per-pixel error drawn over it as a heatmap: what ``memad detect``'s video and
-report show, and what tells an operator *where* in the frame the anomaly is.
+"""A frame with its per-pixel error drawn over it as a heatmap: what ``memad detect``'s video and report and
+``memad explain``'s frame views show, and what tells an operator *where* in the frame the anomaly is.
 
 >>> frame = np.zeros((40, 60, 3), np.uint8)
 >>> error = np.zeros((8, 12)); error[2, 3] = 1.0
