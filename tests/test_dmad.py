@@ -172,21 +172,85 @@ def test_output_is_the_prototype_under_the_mask_and_the_background_elsewhere():
 
 
 def test_decoder_loss_is_the_official_weighted_sum():
-    dec = _decoder(magnitude=0.4, smooth=1.0, smooth_kernels=[7, 3], deformation=0.25, background_loss=1.0).eval()
+    dec = _decoder(magnitude=0.4, smooth=1.0, smooth_kernels=[7, 3], deformation=0.25).eval()
     skips, bottleneck = _maps(2)
     with torch.no_grad():
         out = dec(skips, bottleneck)
         coarse, fine = dec.offsets(skips[0])
         mag = 0.4 * (magnitude_loss(coarse) + magnitude_loss(fine))
         smooth = smoothness_loss(coarse, 7) + smoothness_loss(fine, 3)
-        bkg = (skips[0] - dec.background.param).pow(2).mean()  # background vs every input frame
     assert out.logs["magnitude"].item() == pytest.approx(mag.item(), rel=1e-5)
     assert out.logs["smoothness"].item() == pytest.approx(smooth.item(), rel=1e-5)
-    assert out.logs["background"].item() == pytest.approx(bkg.item(), rel=1e-5)
-    assert out.loss.item() == pytest.approx(0.25 * (mag + smooth).item() + bkg.item(), rel=1e-5)
+    assert out.loss.item() == pytest.approx(0.25 * (mag + smooth).item(), rel=1e-5)
     # deformation: the largest 1x1 (7x18 at 256 px, here 8 px) box mean of |coarse y|
     assert dec.offset_window == (1, 1)
     torch.testing.assert_close(out.signals["deformation"], coarse[..., 1].abs().flatten(1).amax(1))
+
+
+def _spiky_output(dec: PDMDecoder):
+    """Target: one bright pixel at (2, 3); output zero; single-warp output 0.5 at (5, 5); background 0.25."""
+    target = torch.zeros(1, 1, 8, 8)
+    target[0, 0, 2, 3] = 1.0
+    single = torch.zeros(1, 1, 8, 8)
+    single[0, 0, 5, 5] = 0.5
+    with torch.no_grad():
+        dec.background.param.fill_(0.25)
+    return memad.DecoderOutput(torch.zeros(1, 1, 8, 8), extras={"single_warp": single}), target
+
+
+def test_target_losses_gradient_difference_of_both_outputs_by_hand():
+    dec = _decoder()
+    output, target = _spiky_output(dec)
+    terms = dec.target_losses(output, target)
+    # G(O, y): the spike's |dx| is 1 at (2, 3) and (2, 4), its |dy| 1 at (2, 3) and (3, 3): 4 over 64 pixels.
+    # G(O1, y): the same 4, plus 0.5 four times for the -0.5 at (5, 5): 6 over 64. Official: G(O) + 0.25 G(O1).
+    assert terms["gradient_difference"].item() == pytest.approx((4 + 0.25 * 6) / 64)
+    weighted = _decoder(gradient=2.0, single_warp_gradient=0.5)
+    assert weighted.target_losses(*_spiky_output(weighted))["gradient_difference"].item() == pytest.approx(
+        2 * (4 + 0.5 * 6) / 64)
+
+
+def test_target_losses_gradient_difference_sums_the_channels_first():
+    # The official filter sums the channels before the difference: a colour change of zero sum costs nothing.
+    dec = PDMDecoder([9, 8, 16, 32], [1, 1, 2, 4], 64, out_channels=3, task="prediction", frames=3,
+                     image_size=(8, 8), offset_channels=8)
+    target = torch.zeros(1, 3, 8, 8)
+    target[0, :, 4, 4] = torch.tensor([1.0, -1.0, 0.0])
+    zero = torch.zeros_like(target)
+    terms = dec.target_losses(memad.DecoderOutput(zero, extras={"single_warp": zero}), target)
+    assert terms["gradient_difference"].item() == 0.0
+    target[0, 2, 4, 4] = 3.0  # channel sum 3 at one pixel: |dx| 3 twice, |dy| 3 twice, over 64, times 1.25
+    terms = dec.target_losses(memad.DecoderOutput(zero, extras={"single_warp": zero}), target)
+    assert terms["gradient_difference"].item() == pytest.approx(1.25 * 12 / 64)
+
+
+def test_target_losses_single_warp_and_background_mse_by_hand():
+    dec = _decoder()
+    output, target = _spiky_output(dec)
+    terms = dec.target_losses(output, target)
+    assert set(terms) == {"single_warp", "gradient_difference", "background"}
+    # single warp: (1 - 0)^2 at the spike and 0.5^2 at (5, 5), over 64 pixels
+    assert terms["single_warp"].item() == pytest.approx((1 + 0.25) / 64)
+    # background 0.25 against the target: 0.25^2 on 63 pixels, 0.75^2 on the spike
+    assert terms["background"].item() == pytest.approx((63 * 0.0625 + 0.5625) / 64)
+    weighted = _decoder(single_warp=3.0, background_loss=0.5)
+    terms = weighted.target_losses(*_spiky_output(weighted))
+    assert terms["single_warp"].item() == pytest.approx(3 * 1.25 / 64)
+    assert terms["background"].item() == pytest.approx(0.5 * 4.5 / 64)
+    with pytest.raises(ValueError, match="decoder.single_warp: expected a weight >= 0"):
+        _decoder(single_warp=-1.0)
+
+
+def test_the_single_warp_output_is_the_coarse_warp_alone_under_its_mask():
+    dec = _decoder().eval()
+    skips, bottleneck = _maps()
+    with torch.no_grad():
+        dec.background.param.fill_(0.25)
+        out = dec(skips, bottleneck)
+        coarse, _ = dec.offsets(skips[0])
+        proto = warp(dec.prototype(skips, bottleneck), coarse)
+        mask = warp(dec.mask_head(torch.cat([dec.mask_up(skips[2]), skips[1]], dim=1)), coarse)
+    torch.testing.assert_close(out.extras["single_warp"], proto * mask + (1 - mask) * 0.25)
 
 
 def test_target_signals_are_the_l1_error_and_the_windowed_gradient_error():
@@ -251,6 +315,21 @@ def test_robust_smoothing_and_the_score_by_hand():
         DMADScorer(smooth_keep=12)
 
 
+def test_calibrated_scores_are_unsmoothed_so_a_frame_scores_alone():
+    video = np.zeros(12, dtype=int)
+    signals = {"deformation": np.linspace(0.0, 1.1, 12), "recon_l1": np.r_[np.zeros(11), 2.0],
+               "gradient_error": np.full(12, 0.5)}
+    ranges = {"deformation": (0.0, 1.0), "recon_l1": (0.0, 0.5), "gradient_error": (0.0, 1.0)}
+    stats = memad.FrameStats(video, signals, calibration=ranges)
+    scorer = DMADScorer()  # the official 11-frame smoothing, which applies only without a calibration
+    by_hand = 0.2 * signals["deformation"] + 0.4 * signals["recon_l1"] / 0.5 + 0.6 * 0.5
+    assert scorer(stats).tolist() == pytest.approx(by_hand.tolist())
+    last = memad.FrameStats(video[-1:], {k: v[-1:] for k, v in signals.items()}, calibration=ranges)
+    assert scorer(last).tolist() == pytest.approx([by_hand[-1]])  # the same score alone as within its video
+    plain = memad.FrameStats(video, signals)  # uncalibrated: per-video min-max, then smoothed (the official rule)
+    assert not np.allclose(scorer(plain), DMADScorer(smooth_weights=[])(plain))
+
+
 def test_dmad_pred_builds_fits_one_step_and_evaluates_on_synthetic():
     det = memad.build("dmad_pred", **tiny(train={"max_steps_per_epoch": 1, "batch_size": 2}))
     assert det.encoder.channels == [12, 8, 16, 32, 64] and det.memory.items.shape == (200, 64)
@@ -258,7 +337,8 @@ def test_dmad_pred_builds_fits_one_step_and_evaluates_on_synthetic():
     det.fit("synthetic")
     assert not torch.equal(before, det.memory.items.detach())  # the codebook learns by gradient
     assert int(det.decoder.background.seen) == 1 and det.decoder.background.param.abs().sum() > 0
-    assert {"reconstruction", "memory", "decoder"} <= set(det.history_[-1])
+    assert {"reconstruction", "memory", "decoder", "single_warp", "gradient_difference",
+            "background"} <= set(det.history_[-1])
     scores = det.score("synthetic")
     assert {"deformation", "recon_l1", "gradient_error", "distance"} <= set(scores.stats.names)
     assert 0.0 <= scores.metrics()["frame_auroc"] <= 1.0

@@ -61,10 +61,13 @@ class PDMDecoder(Decoder):
     comes from ``f_0`` and the upsampled ``f_1``. With the coarse field ``o1`` and the fine ``o2`` from the
     frames ``x``, the output is ``W2(W1(P)) * W2(W1(M)) + (1 - W2(W1(M))) * B``, ``B`` the background.
 
-    Loss: ``deformation * (magnitude * (|o1| + |o2|) + smooth * (S_7(o1) + S_3(o2))) + background_loss *
-    |B - frames|^2``. Signals: ``deformation`` (the largest box mean of ``|o1|``'s ``deformation_component``,
-    box ``offset_window`` at 256 px), and from the target ``recon_l1`` (mean absolute error) and
-    ``gradient_error`` (largest box mean of the gradient-difference map, box ``gradient_window``).
+    Loss, in ``forward``: ``deformation * (magnitude * (|o1| + |o2|) + smooth * (S_7(o1) + S_3(o2)))``; with
+    the target ``y`` (:meth:`target_losses`): ``single_warp * |O1 - y|^2`` for the single-warp output
+    ``O1 = W1(P) W1(M) + (1 - W1(M)) B``, ``gradient * (G(O, y) + single_warp_gradient * G(O1, y))`` with
+    ``G`` the mean gradient-difference map, and ``background_loss * |B - y|^2``. Signals: ``deformation``
+    (the largest box mean of ``|o1|``'s ``deformation_component``, box ``offset_window`` at 256 px), and
+    from the target ``recon_l1`` (mean absolute error) and ``gradient_error`` (largest box mean of the
+    gradient-difference map, box ``gradient_window``).
 
     Args:
         skip_channels: width of the two skip heads (32).
@@ -77,7 +80,10 @@ class PDMDecoder(Decoder):
         background: an image file to start the background from (the official code ships one per
             dataset); null estimates it from the first training batches (:mod:`.background`).
         background_batches: how many training batches the estimate takes the median of.
-        background_loss: weight of the background's MSE to the input frames (1).
+        background_loss: weight of the background's MSE to the target frame (1).
+        gradient: beta_1, the weight of the gradient-difference losses (1).
+        single_warp: weight of the single-warp output's MSE to the target (1).
+        single_warp_gradient: the single-warp output's share of the gradient-difference loss (0.25).
         detach_skips: the skip heads read their maps detached (as the official code).
         cells: grid of the coordinate channels (32).
         deformation_component: ``y`` (Ped2, Avenue), ``x``, or ``norm`` (ShanghaiTech) of the coarse field.
@@ -92,7 +98,8 @@ class PDMDecoder(Decoder):
                  deformation: float = 0.25, background: str | None = None, background_batches: int = 8,
                  background_loss: float = 1.0, detach_skips: bool = True, cells: int = 32,
                  deformation_component: Literal["y", "x", "norm"] = "y",
-                 offset_window: list[int] = [7, 18], gradient_window: list[int] = [16, 14]):
+                 offset_window: list[int] = [7, 18], gradient_window: list[int] = [16, 14],
+                 gradient: float = 1.0, single_warp: float = 1.0, single_warp_gradient: float = 0.25):
         super().__init__()
         chans, reds = list(encoder_channels), list(encoder_reductions)
         frame_channels = out_channels // frames if task == "reconstruction" else out_channels
@@ -108,6 +115,10 @@ class PDMDecoder(Decoder):
                            ("offset_window", offset_window), ("gradient_window", gradient_window)):
             if len(pair) != 2 or min(pair) <= 0:
                 raise ValueError(f"decoder.{name}: expected two positive values, got {pair}")
+        for name, value in (("gradient", gradient), ("single_warp", single_warp),
+                            ("single_warp_gradient", single_warp_gradient), ("background_loss", background_loss)):
+            if value < 0:
+                raise ValueError(f"decoder.{name}: expected a weight >= 0, got {value}")
         if min(smooth_kernels) < 2:
             raise ValueError(f"decoder.smooth_kernels: expected windows of at least 2, got {smooth_kernels}")
         h, w = image_size
@@ -132,6 +143,7 @@ class PDMDecoder(Decoder):
         self.magnitude, self.smooth, self.smooth_kernels = magnitude, smooth, (int(smooth_kernels[0]),
                                                                                 int(smooth_kernels[1]))
         self.deformation, self.background_loss = deformation, background_loss
+        self.gradient, self.single_warp, self.single_warp_gradient = gradient, single_warp, single_warp_gradient
         self.component = deformation_component
         self.offset_window = scaled_window(offset_window, (h, w), 256)
         self.gradient_window = scaled_window(gradient_window, (h, w), 256)
@@ -163,17 +175,30 @@ class PDMDecoder(Decoder):
         proto = self.prototype(skips, bottleneck)
         mask = self.mask_head(torch.cat([self.mask_up(skips[2]), skips[1]], dim=1))
         coarse, fine = self.offsets(x)
-        bkg = self.background.image(self.out_channels // self.frame_channels).to(proto.dtype)
-        warped, warped_mask = warp(warp(proto, coarse), fine), warp(warp(mask, coarse), fine)
-        image = warped * warped_mask + (1 - warped_mask) * bkg.detach()
+        bkg = self.background.image(self.out_channels // self.frame_channels).to(proto.dtype).detach()
+        proto1, mask1 = warp(proto, coarse), warp(mask, coarse)
+        warped, warped_mask = warp(proto1, fine), warp(mask1, fine)
+        image = warped * warped_mask + (1 - warped_mask) * bkg
         k1, k2 = self.smooth_kernels
         magnitude = self.magnitude * (magnitude_loss(coarse) + magnitude_loss(fine))
         smooth = self.smooth * (smoothness_loss(coarse, k1) + smoothness_loss(fine, k2))
-        bkg_loss = F.mse_loss(self.background.param[None, None].float().expand_as(frames), frames.float())
-        loss = self.deformation * (magnitude + smooth) + self.background_loss * bkg_loss
-        return DecoderOutput(image, loss=loss, signals={"deformation": self.deformation_signal(coarse).detach()},
-                             logs={"magnitude": magnitude.detach(), "smoothness": smooth.detach(),
-                                   "background": bkg_loss.detach()})
+        extras = {"single_warp": proto1 * mask1 + (1 - mask1) * bkg}
+        return DecoderOutput(image, loss=self.deformation * (magnitude + smooth),
+                             signals={"deformation": self.deformation_signal(coarse).detach()},
+                             logs={"magnitude": magnitude.detach(), "smoothness": smooth.detach()}, extras=extras)
+
+    def target_losses(self, output: DecoderOutput, target: Tensor) -> dict[str, Tensor]:
+        """The official loss's terms that need the target: the gradient-difference losses of the output and
+        (a quarter) of the single-warp output, the single-warp output's MSE, and the background's MSE."""
+        target = target.float()
+        image = output.image.float()
+        grad = gradient_difference(image, target).mean()
+        bkg = self.background.image(self.out_channels // self.frame_channels).float()
+        single = output.extras["single_warp"].float()
+        grad = grad + self.single_warp_gradient * gradient_difference(single, target).mean()
+        return {"single_warp": self.single_warp * F.mse_loss(single, target),
+                "gradient_difference": self.gradient * grad,
+                "background": self.background_loss * F.mse_loss(bkg.expand_as(target), target)}
 
     def deformation_signal(self, coarse: Tensor) -> Tensor:
         """Per sample: the largest box mean of the coarse field's chosen component (the official ``err1``)."""

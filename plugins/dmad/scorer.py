@@ -42,15 +42,19 @@ def robust_smooth(values: np.ndarray, weights: Sequence[float], keep: int) -> np
 class DMADScorer(Scorer):
     """DMAD-PDM's score: deformation, L1 error and gradient error, normalised, smoothed and mixed (0.2, 0.4, 0.6).
 
-    ``a g~(deformation) + b g~(recon_l1) + c g~(gradient_error)``, ``g~`` the min-max normalisation
-    (per video, or the calibration's ranges) followed by :func:`robust_smooth` within each video.
+    ``a g~(deformation) + b g~(recon_l1) + c g~(gradient_error)``, ``g~`` the min-max normalisation per
+    video followed by :func:`robust_smooth` within each video (the official evaluation). With a
+    calibration, ``g~`` is the calibration's ranges alone, unsmoothed: a calibrated score depends on its
+    frame only, as memad's calibration and streaming need (a threshold fitted on smoothed scores would be
+    applied to per-frame ones in a stream, and smoothing ties a normal frame's score to the event next to it).
 
     The official weights are a = 0.2, b = 0.4, c = 0.6, the window the 11 weights of its Ped2 evaluation
     keeping 5 values. Frames of a video must be in temporal order (as memad scores them).
 
     Args:
         deformation, error, gradient: the weights a, b, c.
-        smooth_weights: the smoothing window's weights (its length is the window); [] turns it off.
+        smooth_weights: the smoothing window's weights (its length is the window); [] turns it off (it is always
+            off on calibrated signals).
         smooth_keep: values of each window averaged (the closest to its mean).
         normalise: ``video`` (the official code), ``global`` or ``none``.
     """
@@ -85,7 +89,8 @@ class DMADScorer(Scorer):
     def __call__(self, stats: FrameStats) -> np.ndarray:
         total = np.zeros(len(stats))
         for name, weight in self.weights.items():
-            total += weight * self.smooth(stats.normalised(name, self.normalise), stats.video)
+            values = stats.normalised(name, self.normalise)
+            total += weight * (values if stats.calibration is not None else self.smooth(values, stats.video))
         return total
 
     @property
