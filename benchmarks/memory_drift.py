@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import sys
 import warnings
 from pathlib import Path
@@ -33,7 +32,8 @@ import torch
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import environment  # noqa: E402
+from benchlib.environment import environment  # noqa: E402
+from benchlib.rss import rss  # noqa: E402
 
 import memad  # noqa: E402
 from memad.data import open_split  # noqa: E402
@@ -110,8 +110,8 @@ def soak(path: Path, fields: dict[str, Any], data: str, frames: int, window: int
             sel = np.arange(t + 1 - window, t + 1)
             ok = sel[scored[sel] & (lab[sel] == 0) & (since_cut[sel] >= clip - 1)]
             windows.append({"end": int(t + 1), "normal_frames": int(len(ok)),
-                            "flagged": float(flagged[ok].mean()) if len(ok) else None,
-                            "max_item_drift": drift, "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
+                            "flagged": float(flagged[ok].mean()) if len(ok) else None, "max_item_drift": drift,
+                            "rss_mib": rss() / 2**20})
             drift = 0.0
     return {"checkpoint": str(path), "fields": fields, "frames": frames, "window": window, "windows": windows}
 
@@ -125,8 +125,8 @@ def plot(result: dict[str, Any], out: Path) -> None:
     fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4))
     names = list(PROTOCOLS)
     for k, ck in enumerate(sorted({r["checkpoint"] for r in result["protocols"]})):
-        ys = [next(100 * r["false_alarm_rate"] for r in result["protocols"] if r["checkpoint"] == ck and r["protocol"] == n)
-              for n in names]
+        ys = [next(100 * r["false_alarm_rate"] for r in result["protocols"]
+                   if r["checkpoint"] == ck and r["protocol"] == n) for n in names]
         a.scatter(np.arange(len(names)) + 0.1 * (k - 1), ys, label=Path(ck).parent.name)
     a.axhspan(0, 100 * result["rate"] + 2, color="green", alpha=0.1, label="within 2 points")
     a.axhline(100 * result["rate"], color="k", ls="--", lw=1)

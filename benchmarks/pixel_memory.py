@@ -18,12 +18,9 @@ unmapped, not recycled in the heap) and scores in chunks of 16 frames.
 from __future__ import annotations
 
 import argparse
-import ctypes
-import gc
 import json
 import os
 import sys
-import threading
 import time
 import tracemalloc
 import warnings
@@ -37,6 +34,9 @@ import memad
 from memad.data import VideoSet, open_split
 from memad.metrics import pixel_auroc, rbdc_tbdc
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlib.rss import PeakRSS  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 MiB = 2**20
 SMALL = {"data.image_size": 64, "encoder.widths": [16, 32, 64, 128], "train.device": "cpu", "train.progress": False,
@@ -45,39 +45,6 @@ SMALL = {"data.image_size": 64, "encoder.widths": [16, 32, 64, 128], "train.devi
 MMAP_THRESHOLD = "131072"
 
 
-def _rss() -> int:
-    with open("/proc/self/statm") as fh:
-        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-class PeakRSS:
-    """The resident set sampled in a thread; ``growth`` is the peak above the start."""
-
-    def __enter__(self) -> "PeakRSS":
-        gc.collect()
-        try:
-            ctypes.CDLL("libc.so.6").malloc_trim(0)  # freed pages back to the OS, so old peaks do not hide new ones
-        except (OSError, AttributeError):
-            pass
-        self.start = self.peak = _rss()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def _sample(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, _rss())
-            time.sleep(0.001)
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, _rss())
-
-    @property
-    def growth(self) -> int:
-        return self.peak - self.start
 
 
 def repeated(videos: VideoSet, times: int) -> VideoSet:

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import ctypes
 import gc
-import os
 import sys
-import threading
 import time
 import tracemalloc
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import torch
@@ -24,38 +23,13 @@ import torch
 import memad
 from memad.data.synthetic import SyntheticSpec, make_synthetic
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from benchlib.rss import PeakRSS  # noqa: E402
+
 SIDE = 16
 MiB = 2**20
 
 
-def _rss() -> int:
-    with open("/proc/self/statm") as fh:
-        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-class PeakRSS:
-    """Samples the resident set size in a thread; ``peak - start`` is the growth during the block."""
-
-    def __enter__(self) -> "PeakRSS":
-        self.start = self.peak = _rss()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def _sample(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, _rss())
-            time.sleep(0.001)
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, _rss())
-
-    @property
-    def growth(self) -> int:
-        return self.peak - self.start
 
 
 @dataclass
