@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", default="synthetic")
     ap.add_argument("--rate", type=float, default=0.01)
     ap.add_argument("--protocols", nargs="*", default=list(PROTOCOLS), choices=list(PROTOCOLS))
-    ap.add_argument("--soak", default="never+anchor0.05", help="the protocol the soak stream runs (its anchor)")
+    ap.add_argument("--soak", default="never", choices=list(PROTOCOLS), help="the protocol the soak stream runs")
     ap.add_argument("--soak-frames", type=int, default=10_000)
     ap.add_argument("--window", type=int, default=1000)
     ap.add_argument("--out", type=Path, default=RESULTS / "memory_drift.json")
