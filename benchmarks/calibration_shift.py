@@ -20,6 +20,7 @@ import argparse
 import json
 import re
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("checkpoints", nargs="+", type=Path)
     ap.add_argument("--data", required=True)
+    ap.add_argument("--warmup", type=int, help="recalibrate with test.warmup set to this (default: as calibrated)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
     missing = [str(p) for p in args.checkpoints if not p.is_file()]
@@ -86,12 +88,20 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"no such checkpoint: {', '.join(missing)}")
     rows = []
     for path in args.checkpoints:
-        det = memad.load(path)
+        if args.warmup is None:
+            det = memad.load(path)
+        else:
+            held_out = (memad.load(path).calibration_ or {}).get("videos")  # those train calibrated on
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # the stored calibration is dropped: the point
+                det = memad.load(path, overrides={"test.warmup": args.warmup})
+                det.calibrate(args.data, videos=held_out)
         if det.calibration_ is None:
             ap.error(f"{path}: not calibrated (memad calibrate CHECKPOINT --data DATA)")
         scores = det.score(args.data, keep_maps=0)
         metrics = scores.metrics(threshold=det.threshold_, resamples=50)
         row = {"checkpoint": str(path), "seed": det.config["train"]["seed"],
+               "warmup": det.calibration_.get("warmup", 0),
                "asked": det.calibration_["false_alarm_rate"],
                "cross_validated_estimate": det.calibration_.get("check_false_alarm_rate"),
                "calibration_videos": det.calibration_.get("videos"), "calibration_frames": det.calibration_["frames"],
@@ -107,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
               f"(median {100 * row['per_video_median']:.1f}%); by distance {dist}; F1 {row['f1']:.3f}; "
               f"AUROC min-max {row['frame_auroc_per_video_minmax']:.3f}, "
               f"calibrated {row['calibrated_frame_auroc']:.3f}", flush=True)
-    out = args.out or RESULTS / f"calibration_shift_{re.sub(r'[^A-Za-z0-9]+', '_', Path(args.data).name)}.json"
+    tag = re.sub(r"[^A-Za-z0-9]+", "_", Path(args.data).name) + (f"_warmup{args.warmup}" if args.warmup else "")
+    out = args.out or RESULTS / f"calibration_shift_{tag}.json"
     result = {"environment": environment(torch.device("cpu")), "command": " ".join(sys.argv), "data": args.data,
               "rows": rows}
     out.parent.mkdir(parents=True, exist_ok=True)

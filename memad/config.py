@@ -138,6 +138,11 @@ class TestConfig:
     #: ``1 / anchor`` passes, so a long stream cannot carry the memory away from what was calibrated.
     #: 0 leaves the writes as the paper makes them (docs/deploy.md has the measurements).
     anchor: float = field(default=0.0, metadata=_range(0, 1))
+    #: Each video's (and stream's) first ``warmup`` scored frames set its own baseline: every signal is
+    #: shifted by how their median differs from the calibration videos' before the calibrated ranges
+    #: apply (memad.scoring.baseline), for footage whose scenes differ from video to video. It assumes
+    #: videos start normal; 0 leaves the signals as they are. Read when calibrating, kept in the calibration.
+    warmup: int = field(default=0, metadata=_range(0))
     #: bfloat16 autocast while scoring (eval, calibrate, stream, detect): "auto" turns it on on CUDA
     #: and on CPUs with native bf16 (AMX-BF16 or AVX512-BF16), where with channels-last it scores
     #: mnad_pred at 256x256 3 to 4 times as fast as fp32 for a Ped2 AUROC change of +0.05 points

@@ -34,6 +34,7 @@ import numpy as np
 from ..data import open_split
 from ..errors import ConfigError, DataError
 from ..interfaces import FrameStats, Scorer
+from .baseline import align, video_baselines
 from .profile import ReadProfile
 from .reads import recording
 from .runner import video_signals
@@ -100,8 +101,12 @@ def calibrate(model: TorchModel, data: Any, *, false_alarm_rate: float = 0.01, v
         stats = video_signals(model.network, split, only=chosen).stats  # the uncalibrated signals are what is fitted
     if len(stats) == 0:
         raise DataError(f"{split.source}: no scored normal frames to calibrate on")
+    warmup = int(model.config["test"].get("warmup", 0))
+    baseline = {"warmup": warmup, "baseline": video_baselines(stats, warmup) if warmup > 0 else None}
+    stats = align(stats, baseline)  # each video shifted by its own start (test.warmup; a no-op at 0)
     ranges, threshold, scores = _fit(stats, model.scorer, false_alarm_rate, quantiles)
     return {
+        **baseline,
         "signals": ranges, "quantiles": list(quantiles), "false_alarm_rate": float(false_alarm_rate),
         "threshold": threshold, "frames": int(len(stats)), "fit_false_alarm_rate": float((scores >= threshold).mean()),
         "videos": [split.names[i] for i in chosen], "videos_from": why, "source": str(split.source),

@@ -38,6 +38,7 @@ from ..errors import DataError, NumericalError
 from ..frames import FloatRange, as_video, to_float
 from ..interfaces import FrameStats, Scorer
 from ..network import Network
+from .baseline import align
 from .maps import TOP_MAPS, MapSink, check_keep
 from .scores import Scores
 from .step import TorchModel, default_map_hw, step_signals, trained_state, writes_at_test
@@ -200,7 +201,8 @@ def score_videos(model: TorchModel, data: Any, labels: str | Path | None = None,
     calibrated = None
     if model.calibration_ is not None:
         calibrated = apply_scorer(model.scorer, cfg["scorer"]["name"],
-                                  stats.with_calibration(model.calibration_["signals"]), videos, frame_idx)
+                                  align(stats, model.calibration_).with_calibration(model.calibration_["signals"]),
+                                  videos, frame_idx)
     return Scores(
         scores=scores, frame=frame_idx, video=stats.video,
         labels=None if videos.labels is None else videos.labels[frame_idx].astype(np.int8),

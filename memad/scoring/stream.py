@@ -29,6 +29,7 @@ from ..config import image_hw
 from ..errors import ConfigError
 from ..frames import UNIT_RANGE, FloatRange, FrameReader
 from ..interfaces import FrameStats
+from .baseline import StreamBaseline
 from .calibration import require_calibration
 from .step import ClipStep, StepModel
 
@@ -135,12 +136,13 @@ def stream(model: StepModel, frames: Iterable[Any], *, policy: Policy = "block",
     reader = FrameReader(cfg["data"]["channels"], image_hw(cfg), source="stream", float_range=float_range)
     step = model.make_step(maps, torch.device(device) if device is not None else None)
     threshold = float(model.threshold_ if model.threshold_ is not None else cal["threshold"])
-    return _loop(model, step, reader, frames, cal["signals"], threshold, policy, maps)
+    return _loop(model, step, reader, frames, cal, threshold, policy, maps)
 
 
-def _loop(model: StepModel, step: ClipStep, reader: FrameReader, frames: Iterable[Any], ranges, threshold: float,
-          policy: str, maps: bool) -> Iterator[FrameResult]:
+def _loop(model: StepModel, step: ClipStep, reader: FrameReader, frames: Iterable[Any], cal: dict[str, Any],
+          threshold: float, policy: str, maps: bool) -> Iterator[FrameResult]:
     clip, offset = model.clip_length, model.score_offset
+    ranges, baseline = cal["signals"], StreamBaseline(cal)  # the stream's own baseline (test.warmup)
     window: collections.deque = collections.deque(maxlen=clip)
     source = _LatestFrames(frames, keep=1) if policy == "drop" else None
     try:
@@ -150,9 +152,11 @@ def _loop(model: StepModel, step: ClipStep, reader: FrameReader, frames: Iterabl
                 continue
             raw = step(torch.stack([f for _, f, _ in window])[None])
             values = {k: float(v[0]) for k, v in raw.items() if k != "map"}
-            stats = FrameStats(np.zeros(1, dtype=np.int64), {k: np.array([v]) for k, v in values.items()},
-                               calibration=ranges)
-            score = float(np.asarray(model.scorer(stats), dtype=np.float64)[0])
+            one = np.zeros(1, dtype=np.int64)
+            stats = FrameStats(one, {k: np.array([v]) for k, v in values.items()})  # psnr derived from mse
+            shifted = baseline({k: float(v[0]) for k, v in stats.signals.items()})
+            score = float(np.asarray(model.scorer(FrameStats(one, {k: np.array([v]) for k, v in shifted.items()},
+                                                             calibration=ranges)), dtype=np.float64)[0])
             scored_index, _, scored_arrival = window[offset]
             yield FrameResult(
                 index=scored_index, score=score, anomalous=score >= threshold, threshold=threshold,
