@@ -17,7 +17,6 @@ writes ``benchmarks/results/calibration_shift_<data>.json`` and prints the table
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 import warnings
@@ -28,7 +27,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib.environment import RESULTS, environment  # noqa: E402
+from benchlib.environment import RESULTS, environment, require_files, write_result  # noqa: E402
 
 import memad  # noqa: E402
 
@@ -83,9 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, help="recalibrate with test.warmup set to this (default: as calibrated)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
-    missing = [str(p) for p in args.checkpoints if not p.is_file()]
-    if missing:
-        ap.error(f"no such checkpoint: {', '.join(missing)}")
+    require_files(ap, args.checkpoints)
     rows = []
     for path in args.checkpoints:
         if args.warmup is None:
@@ -121,9 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or RESULTS / f"calibration_shift_{tag}.json"
     result = {"environment": environment(torch.device("cpu")), "command": " ".join(sys.argv), "data": args.data,
               "rows": rows}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1))
-    print(f"wrote {out}")
+    write_result(out, result)
     return 0
 
 

@@ -18,7 +18,6 @@ the one ``--quantize int8`` would ship under: a calibrated frame AUROC within 0.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -31,7 +30,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib.environment import RESULTS, environment  # noqa: E402
+from benchlib.environment import RESULTS, environment, write_result  # noqa: E402
 
 import memad  # noqa: E402
 from memad.data import open_split  # noqa: E402
@@ -134,9 +133,7 @@ def main(argv: list[str] | None = None) -> int:
               "sizes_bytes": {"fp32": fp32_path.stat().st_size, "int8": int8_path.stat().st_size}}
     print(f"int8 against fp32: largest score difference {diff.max():.3g}, decisions flipped {100 * flips:.1f}%, "
           f"AUROC change {change:+.2f} points")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1))
-    print(f"wrote {args.out}")
+    write_result(args.out, result)
     return 0
 
 

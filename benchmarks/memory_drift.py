@@ -32,7 +32,7 @@ import torch
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib.environment import environment  # noqa: E402
+from benchlib.environment import environment, require_files  # noqa: E402
 from benchlib.rss import rss  # noqa: E402
 
 import memad  # noqa: E402
@@ -159,9 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--window", type=int, default=1000)
     ap.add_argument("--out", type=Path, default=RESULTS / "memory_drift.json")
     args = ap.parse_args(argv)
-    missing = [str(p) for p in args.checkpoints if not p.is_file()]
-    if missing:
-        ap.error(f"no such checkpoint: {', '.join(missing)}")
+    require_files(ap, args.checkpoints)
     rows = []
     for path in args.checkpoints:
         for name in tqdm(args.protocols, desc=path.parent.name):

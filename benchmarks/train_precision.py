@@ -12,7 +12,6 @@ writes ``benchmarks/results/train_precision.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -23,7 +22,7 @@ import torch
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib.environment import RESULTS, environment  # noqa: E402
+from benchlib.environment import RESULTS, environment, write_result  # noqa: E402
 
 import memad  # noqa: E402
 from memad.data import open_split  # noqa: E402
@@ -88,9 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {"environment": environment(torch.device("cpu")), "command": " ".join(sys.argv),
               "native_cpu_bf16": memad.runtime.native_cpu_bf16(), "preset": args.preset, "steps": args.steps,
               "warmup": args.warmup, "rows": rows}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1))
-    print(f"wrote {args.out}")
+    write_result(args.out, result)
     return 0
 
 

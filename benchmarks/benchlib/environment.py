@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import re
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
@@ -86,3 +87,17 @@ def _reset_peak(device: torch.device) -> None:
         torch.cuda.reset_peak_memory_stats(device)
 
 
+
+
+def require_files(parser: Any, paths: Sequence[Path], what: str = "checkpoint") -> None:
+    """``parser.error`` naming every path of ``paths`` that is not a file, before any work starts."""
+    missing = [str(p) for p in paths if not Path(p).is_file()]
+    if missing:
+        parser.error(f"no such {what}: {', '.join(missing)}")
+
+
+def write_result(path: Path, result: dict[str, Any]) -> None:
+    """``result`` as indented JSON at ``path`` (folders made), and a line saying so."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=1))
+    print(f"wrote {path}")
