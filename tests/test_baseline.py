@@ -66,3 +66,24 @@ def test_calibrated_scores_with_a_warmup_stream_as_they_score_offline():
     plain = memad.build("mnad_pred", **tiny(test={"amp": False, "channels_last": False}))
     plain.calibrate(train)
     assert plain.calibration_["warmup"] == 0 and plain.calibration_["baseline"] is None
+
+
+class _Distance(memad.Scorer):
+    requires = ("distance",)
+
+    def __call__(self, stats):
+        return stats.normalised("distance")
+
+
+def test_the_cross_validation_reports_each_video_the_others_calibrate():
+    from memad.scoring.calibration import cross_validated_false_alarms
+
+    values = np.linspace(0.0, 1.0, 200)
+    stats = FrameStats(np.repeat([0, 1], 200), {"distance": np.concatenate([values, values + 10.0])})
+    overall, per_video = cross_validated_false_alarms(stats, _Distance(), 0.01)
+    # fitted on video 0, every frame of video 1 is above its threshold; fitted on video 1, none of video 0
+    assert per_video == {0: 0.0, 1: 1.0} and overall == 0.5
+    # one baseline per video removes the shift: each video's held-out rate is then that of its twin
+    cal = {"warmup": 10, "baseline": video_baselines(stats, 10)}
+    overall, per_video = cross_validated_false_alarms(align(stats, cal), _Distance(), 0.01)
+    assert per_video[0] == per_video[1] and overall <= 0.02

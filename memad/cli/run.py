@@ -54,8 +54,9 @@ def _add_calibration_options(p: argparse.ArgumentParser) -> None:
 
 def _print_calibration(cal: dict, path: Path | str) -> None:
     check = cal["check_false_alarm_rate"]
-    checked = (f"cross-validated by video: {check:.2%} of normal frames flagged" if check is not None
-               else "one video: no cross-validation")
+    spread = list((cal.get("check_per_video") or {}).values())
+    checked = (f"cross-validated by video: {check:.2%} of normal frames flagged, {min(spread):.1%} to "
+               f"{max(spread):.1%} per video" if check is not None and spread else "one video: no cross-validation")
     print(f"memad: calibrated on {cal['frames']} normal frames of {len(cal['videos'])} videos ({cal['videos_from']}): "
           f"threshold {cal['threshold']:.4f} for a false-alarm rate of {cal['false_alarm_rate']:.2%} ({checked}); "
           f"saved in {path}", file=sys.stderr)

@@ -16,7 +16,9 @@ quantile of their scores (:func:`memad.scoring.threshold.conformal_threshold`: a
 like them exceeds it with probability at most ``false_alarm_rate``, where the plain percentile lets
 more through when the frames are few); a cross-validation by video (each video's frames scored with
 ranges and a threshold fitted without it) measures the false-alarm rate to expect on normal
-footage the calibration did not see (``calibration_["check_false_alarm_rate"]``).
+footage the calibration did not see (``calibration_["check_false_alarm_rate"]``, and per video
+``calibration_["check_per_video"]``: a wide spread there says the videos differ and the rate will not
+hold on a new one; docs/deploy.md).
 
 The same pass records how the memory reads normal frames, for a memory that explains its reads
 (:meth:`memad.Memory.explain`): ``calibration_["memory"]`` holds, per level, each item's usage, the
@@ -68,23 +70,25 @@ def _fit(stats: FrameStats, scorer: Scorer, false_alarm_rate: float, quantiles: 
 
 
 def cross_validated_false_alarms(stats: FrameStats, scorer: Scorer, false_alarm_rate: float,
-                                 quantiles: tuple[float, float] = (0.01, 0.99), folds: int = 8) -> float | None:
+                                 quantiles: tuple[float, float] = (0.01, 0.99), folds: int = 8
+                                 ) -> tuple[float | None, dict[int, float]]:
     """The fraction of frames flagged when each group of videos is scored with ranges and a threshold
-    fitted on the other videos (at most ``folds`` groups, one video each when there are few); None
-    with a single video."""
+    fitted on the other videos (at most ``folds`` groups, one video each when there are few), and that
+    fraction per video (``{video index: rate}``: how far the rate moves from one new video to the next);
+    ``(None, {})`` with a single video."""
     videos = np.unique(stats.video)
     if len(videos) < 2:
-        return None
+        return None, {}
     groups = np.array_split(videos, min(folds, len(videos)))
-    flagged = 0
+    flagged = np.zeros(len(stats), dtype=bool)
     for group in groups:
         left_out = np.isin(stats.video, group)
         with warnings.catch_warnings():  # too few frames in a fold: the full fit warns once, if it has too few
             warnings.simplefilter("ignore", UserWarning)
             ranges, threshold, _ = _fit(stats.subset(~left_out), scorer, false_alarm_rate, quantiles)
         held = np.asarray(scorer(stats.subset(left_out).with_calibration(ranges)), dtype=np.float64)
-        flagged += int((held >= threshold).sum())
-    return flagged / len(stats)
+        flagged[left_out] = held >= threshold
+    return float(flagged.mean()), {int(v): float(flagged[stats.video == v].mean()) for v in videos}
 
 
 def calibrate(model: TorchModel, data: Any, *, false_alarm_rate: float = 0.01, videos: Sequence[str] | None = None,
@@ -105,12 +109,13 @@ def calibrate(model: TorchModel, data: Any, *, false_alarm_rate: float = 0.01, v
     baseline = {"warmup": warmup, "baseline": video_baselines(stats, warmup) if warmup > 0 else None}
     stats = align(stats, baseline)  # each video shifted by its own start (test.warmup; a no-op at 0)
     ranges, threshold, scores = _fit(stats, model.scorer, false_alarm_rate, quantiles)
+    check, per_video = cross_validated_false_alarms(stats, model.scorer, false_alarm_rate, quantiles)
     return {
         **baseline,
         "signals": ranges, "quantiles": list(quantiles), "false_alarm_rate": float(false_alarm_rate),
         "threshold": threshold, "frames": int(len(stats)), "fit_false_alarm_rate": float((scores >= threshold).mean()),
         "videos": [split.names[i] for i in chosen], "videos_from": why, "source": str(split.source),
-        "check_false_alarm_rate": cross_validated_false_alarms(stats, model.scorer, false_alarm_rate, quantiles),
+        "check_false_alarm_rate": check, "check_per_video": {split.names[v]: r for v, r in per_video.items()},
         "memory": reads.summary() if recorded and reads.samples else None,
     }
 
