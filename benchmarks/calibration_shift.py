@@ -11,12 +11,14 @@ to the calibrated one.
 
     OMP_NUM_THREADS=1 python benchmarks/calibration_shift.py --data synthetic runs/q/runs/mnad_pred/seed*/checkpoint.pt
 
-writes ``benchmarks/results/calibration_shift_<data>.json`` and prints the table row per checkpoint.
+writes ``benchmarks/results/calibration_shift_<data>.json`` (and its ``.png``) and prints the table row per
+checkpoint. All result files in one figure: ``python benchmarks/calibration_shift.py --plot FILES... --out F.png``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 import warnings
@@ -75,13 +77,52 @@ def shift_report(scores: Any, threshold: float) -> dict[str, Any]:
             "per_video_max": float(rates.max()), "by_distance": by_distance}
 
 
+def plot(results: list[dict[str, Any]], out: Path) -> None:
+    """Per result file (a panel each): every test video's false-alarm rate per seed, the overall rate
+    as a bar, the rate asked and 2 points above it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = min(len(results), 2)
+    rows = -(-len(results) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), squeeze=False, sharey=True)
+    for ax in axes.flat[len(results):]:
+        ax.axis("off")
+    for ax, result in zip(axes.flat, results):
+        for k, row in enumerate(result["rows"]):
+            ax.bar(k, 100 * row["false_alarm_rate"], color="#c6dbef", width=0.6)
+            rates = [100 * v["rate"] for v in row["per_video"].values()]
+            ax.scatter(np.full(len(rates), k) + np.linspace(-0.2, 0.2, len(rates)), rates, s=12, color="#08519c")
+        asked = 100 * result["rows"][0]["asked"]
+        ax.axhline(asked, color="k", ls="--", lw=1)
+        ax.axhline(asked + 2, color="red", ls=":", lw=1)
+        ax.set_xticks(range(len(result["rows"])), [f"seed {r['seed']}" for r in result["rows"]], fontsize=8)
+        warm = result["rows"][0].get("warmup", 0)
+        ax.set_title(f"{Path(result['data']).name}" + (f", warmup {warm}" if warm else ""), fontsize=9)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("% normal frames flagged")
+    fig.suptitle("false alarms at the calibrated threshold (bar: all test videos; dots: each video)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("checkpoints", nargs="+", type=Path)
-    ap.add_argument("--data", required=True)
+    ap.add_argument("checkpoints", nargs="*", type=Path)
+    ap.add_argument("--data")
     ap.add_argument("--warmup", type=int, help="recalibrate with test.warmup set to this (default: as calibrated)")
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--plot", nargs="+", type=Path, help="only draw these result files side by side into --out")
     args = ap.parse_args(argv)
+    if args.plot:
+        require_files(ap, args.plot, "result file")
+        plot([json.loads(f.read_text()) for f in args.plot], args.out or RESULTS / "calibration_shift.png")
+        return 0
+    if not args.checkpoints or not args.data:
+        ap.error("expected --data DATA and at least one checkpoint (or --plot FILES)")
     require_files(ap, args.checkpoints)
     rows = []
     for path in args.checkpoints:
@@ -119,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {"environment": environment(torch.device("cpu")), "command": " ".join(sys.argv), "data": args.data,
               "rows": rows}
     write_result(out, result)
+    plot([result], out.with_suffix(".png"))
     return 0
 
 
