@@ -19,7 +19,6 @@ grow with the number of test frames. Metrics live in :mod:`memad.metrics`.
 
 from __future__ import annotations
 
-import copy
 import time
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -120,7 +119,7 @@ def video_signals(network: Network, videos: VideoSet, *, only: list[int] | None 
 def _run(network: Network, videos: VideoSet, device: torch.device, map_hw, only: list[int] | None = None,
          sink: MapSink | None = None) -> tuple[dict[str, Tensor], np.ndarray, float]:
     runner = VideoScorer(network, device, map_hw)
-    trained = copy.deepcopy(network.memory.state_dict())
+    trained = runner.trained  # the memory as trained: restored per video (test.reset) and at the end
     clip = network.clip_length
     check_clip_length(videos, clip)
     # Under torchrun each rank scores whole videos (a video's sequential memory writes stay on one rank).
