@@ -29,6 +29,27 @@ def tiny(**extra):
     return out
 
 
+def fit_and_calibrate(det, spec):
+    """``det`` trained and calibrated on the generated 32x32 training split of ``spec``; returns that split."""
+    from memad.data.synthetic import make_synthetic
+
+    train = make_synthetic("training", (32, 32), 3, 32, spec)
+    det.fit(train)
+    det.calibrate(train)
+    return train
+
+
+def load_script(relative: str, name: str):
+    """A script of the repository (``benchmarks/bench.py``, ``docs/gen_config.py``...) as a module."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / relative)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture
 def tiny_overrides():
     return tiny()

@@ -10,7 +10,7 @@ from memad.data.synthetic import SyntheticSpec, make_synthetic
 from memad.interfaces import FrameStats
 from memad.scoring.baseline import StreamBaseline, align, causal_medians, video_baselines
 
-from .conftest import tiny
+from .conftest import fit_and_calibrate, tiny
 
 SPEC = SyntheticSpec(train_videos=3, test_videos=2, frames_per_video=30)
 
@@ -54,9 +54,7 @@ def test_without_a_warmup_nothing_moves():
 def test_calibrated_scores_with_a_warmup_stream_as_they_score_offline():
     det = memad.build("mnad_pred", **tiny(test={"warmup": 6, "amp": False, "channels_last": False},
                                           train={"max_steps_per_epoch": 3}))
-    train = make_synthetic("training", (32, 32), 3, 32, SPEC)
-    det.fit(train)
-    det.calibrate(train)
+    train = fit_and_calibrate(det, SPEC)
     assert det.calibration_["warmup"] == 6 and set(det.calibration_["baseline"]) >= {"psnr", "distance"}
     video = make_synthetic("testing", (32, 32), 3, 32, SPEC).video(1)
     offline = det.score(video).calibrated

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -15,6 +14,8 @@ import torch
 import memad
 from memad.errors import MemadError
 
+from .conftest import load_script
+
 REPO = Path(__file__).resolve().parents[1]
 ARGS = ["--data", "synthetic", "--presets", "mnad_pred", "--seeds", "1", "--epochs", "1",
         "--set", "data.image_size=32", "--set", "encoder.widths=[8,16,32,64]",
@@ -26,10 +27,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))  # the scripts import their shared 
 
 
 def _load_bench():
-    spec = importlib.util.spec_from_file_location("memad_bench_script", REPO / "benchmarks" / "bench.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/bench.py", "memad_bench_script")
 
 
 bench = _load_bench()
@@ -109,10 +107,7 @@ def test_summary_statistics_and_marker_errors():
 
 
 def _load_cpu_fps():
-    spec = importlib.util.spec_from_file_location("memad_cpu_fps_script", REPO / "benchmarks" / "cpu_fps.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/cpu_fps.py", "memad_cpu_fps_script")
 
 
 def test_cpu_fps_measures_the_frames_asked_for_and_marks_modes_without_writes():

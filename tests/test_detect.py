@@ -19,7 +19,7 @@ from memad.data.synthetic import SyntheticSpec, make_synthetic
 from memad.data.video_files import decode_video, write_video
 from memad.reports.detect import DetectOptions, run_footage
 
-from .conftest import tiny
+from .conftest import fit_and_calibrate, tiny
 
 SPEC = SyntheticSpec(train_videos=3, test_videos=2, frames_per_video=30)
 
@@ -27,9 +27,7 @@ SPEC = SyntheticSpec(train_videos=3, test_videos=2, frames_per_video=30)
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     det = memad.build("mnad_pred", **tiny(train={"max_steps_per_epoch": 4}))
-    train = make_synthetic("training", (32, 32), 3, 32, SPEC)
-    det.fit(train)
-    det.calibrate(train)
+    fit_and_calibrate(det, SPEC)
     path = det.save(tmp_path_factory.mktemp("ckpt") / "pred.pt")
     test = make_synthetic("testing", (32, 32), 3, 32, SPEC)
     return path, test

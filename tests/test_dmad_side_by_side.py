@@ -3,21 +3,19 @@ harness output."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+
+from .conftest import load_script
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("dmad_sbs", REPO / "benchmarks" / "dmad_side_by_side.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/dmad_side_by_side.py", "dmad_sbs")
 
 
 def _run(model, seed, auc, s_step):

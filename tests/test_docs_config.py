@@ -1,7 +1,6 @@
 """docs/config.md is generated from the code (docs/gen_config.py) and must match it exactly."""
 
 import dataclasses
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -9,15 +8,14 @@ import pytest
 from memad import config as cfgmod
 from memad.registry import get_registry
 
+from .conftest import load_script
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def generator():
-    spec = importlib.util.spec_from_file_location("gen_config", ROOT / "docs" / "gen_config.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("docs/gen_config.py", "gen_config")
 
 
 def test_config_reference_is_in_sync_with_the_code(generator):

@@ -16,7 +16,7 @@ from memad.data.synthetic import SyntheticSpec, make_synthetic
 from memad.scoring.export import export
 from memad.scoring.exported import TAG, load_exported
 
-from .conftest import tiny
+from .conftest import fit_and_calibrate, tiny
 
 onnx = pytest.importorskip("onnx", reason="the export extra is not installed (pip install -e .[test])")
 pytest.importorskip("onnxruntime")
@@ -25,9 +25,7 @@ SPEC = SyntheticSpec(train_videos=3, test_videos=2, frames_per_video=30)
 
 def _calibrated(preset: str, seed: int = 0, **extra):
     det = memad.build(preset, **tiny(train={"max_steps_per_epoch": 4, "seed": seed}, **extra))
-    train = make_synthetic("training", (32, 32), 3, 32, SPEC)
-    det.fit(train)
-    det.calibrate(train)
+    fit_and_calibrate(det, SPEC)
     return det
 
 

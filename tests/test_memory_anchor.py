@@ -11,7 +11,7 @@ import memad
 from memad.data.synthetic import SyntheticSpec, make_synthetic
 from memad.scoring.step import anchor_memory, step_signals, trained_state
 
-from .conftest import tiny
+from .conftest import fit_and_calibrate, tiny
 
 SPEC = SyntheticSpec(train_videos=3, test_videos=2, frames_per_video=30)
 
@@ -71,9 +71,7 @@ def test_the_drift_over_a_long_run_of_writes_stays_bounded_and_shrinks_with_the_
 def test_scoring_and_streaming_apply_the_anchor_alike(tmp_path):
     det = memad.build("mnad_pred", **tiny(test={"anchor": 0.1, "amp": False, "channels_last": False},
                                           train={"max_steps_per_epoch": 3}, memory={"gate": None}))
-    train = make_synthetic("training", (32, 32), 3, 32, SPEC)
-    det.fit(train)
-    det.calibrate(train)
+    fit_and_calibrate(det, SPEC)
     test = make_synthetic("testing", (32, 32), 3, 32, SPEC)
     video = test.video(1)
     offline = det.score(video).calibrated
@@ -89,8 +87,6 @@ def test_an_export_pulls_its_state_back_as_pytorch_does(fmt, tmp_path):
     pytest.importorskip("onnxruntime")
     det = memad.build("mnad_pred", **tiny(test={"anchor": 0.2, "amp": False, "channels_last": False},
                                           train={"max_steps_per_epoch": 3}, memory={"gate": None}))
-    train = make_synthetic("training", (32, 32), 3, 32, SPEC)
-    det.fit(train)
-    det.calibrate(train)
+    fit_and_calibrate(det, SPEC)
     report = det.export(tmp_path / f"a.{fmt}", fmt, frames=30)
     assert report["max_abs_score_difference"] <= 1e-4

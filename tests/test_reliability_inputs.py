@@ -21,7 +21,7 @@ from memad.data.synthetic import SyntheticSpec, make_synthetic
 from memad.data.video_files import decode_video, open_video, write_video
 from memad.frames import FrameReader, as_video
 
-from .conftest import tiny
+from .conftest import fit_and_calibrate, tiny
 
 SPEC = SyntheticSpec(train_videos=3, test_videos=2, frames_per_video=24)
 
@@ -29,9 +29,7 @@ SPEC = SyntheticSpec(train_videos=3, test_videos=2, frames_per_video=24)
 @pytest.fixture(scope="module")
 def calibrated():
     det = memad.build("mnad_pred", **tiny(train={"max_steps_per_epoch": 3}))
-    train = make_synthetic("training", (32, 32), 3, 32, SPEC)
-    det.fit(train)
-    det.calibrate(train)
+    fit_and_calibrate(det, SPEC)
     return det, make_synthetic("testing", (32, 32), 3, 32, SPEC)
 
 

@@ -16,7 +16,7 @@ from memad.cli import main
 from memad.data.synthetic import SyntheticSpec, make_synthetic
 from memad.data.video_files import write_video
 
-from .conftest import tiny
+from .conftest import fit_and_calibrate, tiny
 
 SPEC = SyntheticSpec(train_videos=3, test_videos=2, frames_per_video=24)
 SET = ["--set", "data.image_size=32", "--set", "encoder.widths=[8,16,32,64]", "--set", "train.max_steps_per_epoch=2",
@@ -26,9 +26,7 @@ SET = ["--set", "data.image_size=32", "--set", "encoder.widths=[8,16,32,64]", "-
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     det = memad.build("mnad_pred", **tiny(train={"max_steps_per_epoch": 3}))
-    train = make_synthetic("training", (32, 32), 3, 32, SPEC)
-    det.fit(train)
-    det.calibrate(train)
+    fit_and_calibrate(det, SPEC)
     return det.save(tmp_path_factory.mktemp("ckpt") / "pred.pt")
 
 

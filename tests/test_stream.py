@@ -14,7 +14,7 @@ import memad
 from memad.data.synthetic import SyntheticSpec, make_synthetic
 from memad.scoring.stream import _LatestFrames
 
-from .conftest import tiny
+from .conftest import fit_and_calibrate, tiny
 
 SPEC = SyntheticSpec(train_videos=3, test_videos=2, frames_per_video=30)
 
@@ -22,9 +22,7 @@ SPEC = SyntheticSpec(train_videos=3, test_videos=2, frames_per_video=30)
 @pytest.fixture(scope="module")
 def calibrated():
     det = memad.build("mnad_pred", **tiny(train={"max_steps_per_epoch": 6}, memory={"gate": 0.05}))
-    train = make_synthetic("training", (32, 32), 3, 32, SPEC)
-    det.fit(train)
-    det.calibrate(train)
+    fit_and_calibrate(det, SPEC)
     return det, make_synthetic("testing", (32, 32), 3, 32, SPEC)
 
 
