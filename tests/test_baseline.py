@@ -42,13 +42,16 @@ def test_the_stream_shift_equals_the_offline_one_frame_by_frame():
     cal = {"warmup": 6, "baseline": {"distance": 0.3}}
     offline = align(stats, cal)["distance"]
     online = StreamBaseline(cal)
-    np.testing.assert_allclose([online({"distance": v})["distance"] for v in values], offline)
+    streamed = [online(FrameStats(np.zeros(1, dtype=int), {"distance": np.array([v])}))["distance"][0]
+                for v in values]
+    np.testing.assert_allclose(streamed, offline)
 
 
 def test_without_a_warmup_nothing_moves():
     stats = FrameStats(np.zeros(3, dtype=int), {"distance": np.array([1.0, 2.0, 3.0])})
     assert align(stats, {"warmup": 0, "baseline": None}) is stats
-    assert StreamBaseline({"warmup": 0})({"distance": 2.0}) == {"distance": 2.0}
+    one = FrameStats(np.zeros(1, dtype=int), {"distance": np.array([2.0])})
+    assert StreamBaseline({"warmup": 0})(one) is one
 
 
 def test_calibrated_scores_with_a_warmup_stream_as_they_score_offline():

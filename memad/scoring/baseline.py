@@ -70,15 +70,16 @@ class StreamBaseline:
         self.baseline = calibration.get("baseline") or {}
         self.head: dict[str, list[float]] = {k: [] for k in self.baseline}
 
-    def __call__(self, values: Mapping[str, float]) -> dict[str, float]:
+    def __call__(self, stats: FrameStats) -> FrameStats:
+        """One frame's ``stats`` shifted by the stream's baseline so far (``stats`` itself without a warm-up)."""
         if self.warmup <= 0:
-            return dict(values)
-        out = dict(values)
+            return stats
+        signals = dict(stats.signals)
         for k, ref in self.baseline.items():
-            if k not in values:
+            if k not in signals:
                 continue
             head = self.head[k]
             if len(head) < self.warmup:
-                head.append(float(values[k]))
-            out[k] = float(values[k]) - (float(np.median(head)) - ref)
-        return out
+                head.append(float(signals[k][0]))
+            signals[k] = signals[k] - (float(np.median(head)) - ref)
+        return FrameStats(stats.video, signals, calibration=stats.calibration)

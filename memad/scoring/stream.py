@@ -152,11 +152,9 @@ def _loop(model: StepModel, step: ClipStep, reader: FrameReader, frames: Iterabl
                 continue
             raw = step(torch.stack([f for _, f, _ in window])[None])
             values = {k: float(v[0]) for k, v in raw.items() if k != "map"}
-            one = np.zeros(1, dtype=np.int64)
-            stats = FrameStats(one, {k: np.array([v]) for k, v in values.items()})  # psnr derived from mse
-            shifted = baseline({k: float(v[0]) for k, v in stats.signals.items()})
-            score = float(np.asarray(model.scorer(FrameStats(one, {k: np.array([v]) for k, v in shifted.items()},
-                                                             calibration=ranges)), dtype=np.float64)[0])
+            stats = FrameStats(np.zeros(1, dtype=np.int64), {k: np.array([v]) for k, v in values.items()},
+                               calibration=ranges)
+            score = float(np.asarray(model.scorer(baseline(stats)), dtype=np.float64)[0])
             scored_index, _, scored_arrival = window[offset]
             yield FrameResult(
                 index=scored_index, score=score, anomalous=score >= threshold, threshold=threshold,
