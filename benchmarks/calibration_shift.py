@@ -1,5 +1,7 @@
 """Does the calibrated threshold hold on videos the calibration never saw? The false-alarm rate on
 normal test frames at it: overall, per test video, and by distance from the nearest anomalous frame.
+``--set test.KEY=VALUE`` recalibrates each checkpoint on the same held-out videos with that scoring
+setting first (``test.warmup``, ``test.relative``, ``test.threshold_over``).
 
 For each calibrated checkpoint (trained with ``train.holdout``, so calibrated on held-out training
 videos) the test split of ``--data`` is scored as ``memad eval`` scores it, and at the checkpoint's
@@ -99,8 +101,8 @@ def plot(results: list[dict[str, Any]], out: Path) -> None:
         ax.axhline(asked, color="k", ls="--", lw=1)
         ax.axhline(asked + 2, color="red", ls=":", lw=1)
         ax.set_xticks(range(len(result["rows"])), [f"seed {r['seed']}" for r in result["rows"]], fontsize=8)
-        warm = result["rows"][0].get("warmup", 0)
-        ax.set_title(f"{Path(result['data']).name}" + (f", warmup {warm}" if warm else ""), fontsize=9)
+        ax.set_title(f"{Path(result['data']).name}" + "".join(f", {k.split('.')[-1]} {v}" for k, v in
+                                                             result.get("overrides", {}).items()), fontsize=9)
     for ax in axes[:, 0]:
         ax.set_ylabel("% normal frames flagged")
     fig.suptitle("false alarms at the calibrated threshold (bar: all test videos; dots: each video)", fontsize=9)
@@ -113,7 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("checkpoints", nargs="*", type=Path)
     ap.add_argument("--data")
-    ap.add_argument("--warmup", type=int, help="recalibrate with test.warmup set to this (default: as calibrated)")
+    ap.add_argument("--set", action="append", default=[], metavar="test.KEY=VALUE", dest="overrides",
+                    help="recalibrate on the same held-out videos with this scoring setting (test.warmup=8, "
+                         "test.relative=128, test.threshold_over=videos; repeatable; default: as calibrated)")
     ap.add_argument("--out", type=Path)
     ap.add_argument("--plot", nargs="+", type=Path, help="only draw these result files side by side into --out")
     args = ap.parse_args(argv)
@@ -124,22 +128,23 @@ def main(argv: list[str] | None = None) -> int:
     if not args.checkpoints or not args.data:
         ap.error("expected --data DATA and at least one checkpoint (or --plot FILES)")
     require_files(ap, args.checkpoints)
+    overrides = _overrides(ap, args.overrides)
     rows = []
     for path in args.checkpoints:
-        if args.warmup is None:
+        if not overrides:
             det = memad.load(path)
         else:
             held_out = (memad.load(path).calibration_ or {}).get("videos")  # those train calibrated on
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)  # the stored calibration is dropped: the point
-                det = memad.load(path, overrides={"test.warmup": args.warmup})
+                det = memad.load(path, overrides=overrides)
                 det.calibrate(args.data, videos=held_out)
         if det.calibration_ is None:
             ap.error(f"{path}: not calibrated (memad calibrate CHECKPOINT --data DATA)")
         scores = det.score(args.data, keep_maps=0)
         metrics = scores.metrics(threshold=det.threshold_, resamples=50)
         row = {"checkpoint": str(path), "seed": det.config["train"]["seed"],
-               "warmup": det.calibration_.get("warmup", 0),
+               **{k: det.calibration_.get(k) for k in ("warmup", "relative", "threshold_over")},
                "asked": det.calibration_["false_alarm_rate"],
                "cross_validated_estimate": det.calibration_.get("check_false_alarm_rate"),
                "calibration_videos": det.calibration_.get("videos"), "calibration_frames": det.calibration_["frames"],
@@ -155,13 +160,27 @@ def main(argv: list[str] | None = None) -> int:
               f"(median {100 * row['per_video_median']:.1f}%); by distance {dist}; F1 {row['f1']:.3f}; "
               f"AUROC min-max {row['frame_auroc_per_video_minmax']:.3f}, "
               f"calibrated {row['calibrated_frame_auroc']:.3f}", flush=True)
-    tag = re.sub(r"[^A-Za-z0-9]+", "_", Path(args.data).name) + (f"_warmup{args.warmup}" if args.warmup else "")
+    tag = re.sub(r"[^A-Za-z0-9]+", "_", Path(args.data).name) + "".join(
+        f"_{k.split('.')[-1]}{v}" for k, v in overrides.items())
     out = args.out or RESULTS / f"calibration_shift_{tag}.json"
     result = {"environment": environment(torch.device("cpu")), "command": " ".join(sys.argv), "data": args.data,
-              "rows": rows}
+              "overrides": overrides, "rows": rows}
     write_result(out, result)
     plot([result], out.with_suffix(".png"))
     return 0
+
+
+def _overrides(ap: argparse.ArgumentParser, pairs: list[str]) -> dict[str, Any]:
+    """``--set test.KEY=VALUE`` pairs as overrides (values parsed as YAML scalars); only scoring settings."""
+    import yaml
+
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.startswith("test."):
+            ap.error(f"--set {pair!r}: expected test.KEY=VALUE (a scoring setting, such as test.relative=128)")
+        out[key] = yaml.safe_load(value)
+    return out
 
 
 if __name__ == "__main__":

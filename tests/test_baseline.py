@@ -88,3 +88,64 @@ def test_the_cross_validation_reports_each_video_the_others_calibrate():
     cal = {"warmup": 10, "baseline": video_baselines(stats, 10)}
     overall, per_video = cross_validated_false_alarms(align(stats, cal), _Distance(), 0.01)
     assert per_video[0] == per_video[1] and overall <= 0.02
+
+
+# test.relative: each video's score minus its running floor; test.threshold_over: videos
+
+
+def test_the_running_floor_by_hand():
+    from memad.scoring.baseline import running_floor
+
+    # k = 5 averages of [4, 2, 6, 0] are 4, 3, 4, 3; the floor is the 10% quantile of the last 2 of them
+    scores, video = np.array([4.0, 2.0, 6.0, 0.0, 8.0]), np.array([0, 0, 0, 0, 1])
+    expected = [4.0, 3.0 + 0.1 * (4.0 - 3.0), 3.0 + 0.1 * (4.0 - 3.0), 3.0 + 0.1 * (4.0 - 3.0), 8.0]
+    np.testing.assert_allclose(running_floor(scores, video, 2), expected)
+
+
+def test_relative_scores_remove_a_video_offset_and_ignore_an_event_shorter_than_the_window():
+    from memad.scoring.baseline import relative_scores
+
+    rng = np.random.default_rng(3)
+    base = rng.normal(scale=0.1, size=120)
+    base[60:75] += 3.0  # a 15-frame event
+    video = np.repeat([0, 1], 120)
+    rel = relative_scores(np.concatenate([base, base + 40.0]), video, {"relative": 64})
+    np.testing.assert_allclose(rel[:120], rel[120:], atol=1e-9)
+    # the event stands 3 above its video's normal frames after it as before it
+    assert rel[60:75].mean() - rel[30:60].mean() == pytest.approx(3.0, abs=0.2)
+    assert np.abs(rel[80:120]).max() < 1.0  # and after it, normal frames sit on the floor again
+
+
+def test_the_stream_relative_score_equals_the_offline_one_frame_by_frame():
+    from memad.scoring.baseline import StreamRelative, relative_scores
+
+    scores = np.random.default_rng(4).normal(size=90)
+    offline = relative_scores(scores, np.zeros(90, dtype=int), {"relative": 16})
+    online = StreamRelative({"relative": 16})
+    assert [online(float(s)) for s in scores] == offline.tolist()  # the same operations, the same floats
+    assert StreamRelative({"relative": 0})(2.5) == 2.5
+
+
+def test_a_threshold_over_videos_holds_for_the_videos_a_frame_threshold_lets_through():
+    from memad.scoring.calibration import _fit
+
+    values = np.linspace(0.0, 1.0, 200)
+    stats = FrameStats(np.repeat([0, 1], 200), {"distance": np.concatenate([values, 3.0 * values])})
+    _, frames, _ = _fit(stats, _Distance(), 0.01, (0.0, 1.0))
+    _, videos, scores = _fit(stats, _Distance(), 0.01, (0.0, 1.0), {"threshold_over": "videos"})
+    # ranges over both videos: video 1 spans [0, 1]; its own 99% quantile is 0.99
+    assert videos == pytest.approx(0.99) and videos >= frames
+    assert (scores[200:] >= videos).mean() <= 0.01 + 1 / 200
+
+
+def test_calibrated_relative_scores_stream_as_they_score_offline():
+    det = memad.build("mnad_pred", **tiny(test={"relative": 12, "threshold_over": "videos", "amp": False,
+                                                "channels_last": False}, train={"max_steps_per_epoch": 3}))
+    with pytest.warns(UserWarning, match="calibration videos"):
+        fit_and_calibrate(det, SPEC)
+    assert det.calibration_["relative"] == 12 and det.calibration_["threshold_over"] == "videos"
+    video = make_synthetic("testing", (32, 32), 3, 32, SPEC).video(1)
+    offline = det.score(video).calibrated
+    assert offline[0] == 0.0  # the first frame is its own floor
+    streamed = np.array([r.score for r in det.stream(list(video.frames))])
+    np.testing.assert_allclose(streamed, offline, atol=1e-5)

@@ -119,6 +119,10 @@ def _train(args: argparse.Namespace, det, out: Path, tracking) -> int:
     if is_main():  # under torchrun: rank 0 speaks for all
         print(f"memad: training {det.config['name']} ({counts['total']:,} parameters) on {args.data} -> {out}",
               file=sys.stderr)
+    if not args.no_calibrate and args.videos is None:  # too little held out to calibrate on: say so before training
+        from ..scoring.calibration import warn_holdout_shortfall
+
+        warn_holdout_shortfall(det, open_split(args.data, "training", det.config).lengths, args.false_alarm_rate)
     tracking.log_config(det.config)
     callbacks = [tracking] if tracking else []  # step records cost a sync per step: only for a logger
     summary = det.fit(args.data, out=out, resume=not args.no_resume, callbacks=callbacks).fit_summary_

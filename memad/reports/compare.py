@@ -58,6 +58,7 @@ def _epoch_seconds(path: Path) -> dict[int, float]:
 def _train_and_evaluate(config: dict[str, Any], run_dir: Path, splits: SplitCache, false_alarm_rate: float,
                         tracking: Tracking | None = None) -> dict[str, Any]:
     from ..detector import build
+    from ..scoring.calibration import warn_holdout_shortfall
 
     run_dir.mkdir(parents=True, exist_ok=True)
     det = build(config)
@@ -73,6 +74,7 @@ def _train_and_evaluate(config: dict[str, Any], run_dir: Path, splits: SplitCach
 
     if tracking is not None:
         tracking.log_config(config)
+    warn_holdout_shortfall(det, splits.get("training", config).lengths, false_alarm_rate)
     det.fit(splits.get("training", config), out=run_dir, resume=True, log=log,
             callbacks=[tracking] if tracking is not None else [])
     epochs = config["train"]["epochs"]

@@ -15,19 +15,39 @@ stream scores each frame as it arrives exactly as offline scoring scores it. It 
 starts normal: its first ``W`` scored frames set its baseline, and an anomaly there lowers the scores of
 what follows. The calibration records ``warmup`` and ``baseline`` (the ``r`` per signal).
 
+With ``relative = N > 0`` the calibrated *score* of each video (or stream) is made relative to its own
+recent past, the online analogue of the paper's per-video min-max:
+
+    s'_t = s_t - b_t,   b_t = quantile_q(a_(t-N+1) ... a_t),   a_t = mean(s_(t-k+1) ... s_t),
+
+``a`` the causal moving average of ``k = RELATIVE_SMOOTHING`` scores and ``b`` the low quantile
+(``q = RELATIVE_QUANTILE``) of the last ``N`` of them: a running floor that a video's normal frames set
+and that an event lasting less than about ``(1 - q) N`` frames does not lift. It does not assume that a
+video starts normal; before it has ``N`` frames the floor is that of the frames it has (the first frame
+scores 0). Memory is constant (``N`` values per stream). The threshold is fitted on the calibration
+videos' relative scores, and the calibration records ``relative``.
+
 >>> causal_medians(np.array([1., 3., 2., 9., 9.]), np.zeros(5, dtype=int), 3).tolist()
 [1.0, 2.0, 2.0, 2.0, 2.0]
 """
 
 from __future__ import annotations
 
+import collections
 from typing import Any, Mapping
 
 import numpy as np
 
 from ..interfaces import FrameStats
 
-__all__ = ["causal_medians", "video_baselines", "align", "StreamBaseline"]
+__all__ = ["causal_medians", "video_baselines", "align", "StreamBaseline", "running_floor", "relative_scores",
+           "StreamRelative", "RELATIVE_QUANTILE", "RELATIVE_SMOOTHING"]
+
+#: The relative score's floor: this quantile of the recent smoothed scores (low, so that it follows a
+#: video's normal frames rather than its events) ...
+RELATIVE_QUANTILE = 0.1
+#: ... of scores first averaged over this many frames (so that one frame's noise does not set it).
+RELATIVE_SMOOTHING = 5
 
 
 def causal_medians(values: np.ndarray, video: np.ndarray, warmup: int) -> np.ndarray:
@@ -83,3 +103,49 @@ class StreamBaseline:
                 head.append(float(signals[k][0]))
             signals[k] = signals[k] - (float(np.median(head)) - ref)
         return FrameStats(stats.video, signals, calibration=stats.calibration)
+
+
+def _floor(smoothed: np.ndarray, window: int) -> float:
+    return float(np.quantile(smoothed[-window:], RELATIVE_QUANTILE))
+
+
+def running_floor(scores: np.ndarray, video: np.ndarray, window: int) -> np.ndarray:
+    """Per frame, its video's floor ``b_t`` (module docstring): the low quantile of the last ``window``
+    causal moving averages of its scores, up to and including it.
+
+    >>> running_floor(np.array([1., 1., 1., 1., 1., 9., 9.]), np.zeros(7, dtype=int), 4).tolist()
+    [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    out = np.empty_like(scores)
+    for v in np.unique(video):
+        idx = np.flatnonzero(video == v)
+        x = scores[idx]
+        smoothed = np.array([x[max(0, i - RELATIVE_SMOOTHING + 1):i + 1].mean() for i in range(len(x))])
+        out[idx] = [_floor(smoothed[:i + 1], window) for i in range(len(x))]
+    return out
+
+
+def relative_scores(scores: np.ndarray, video: np.ndarray, calibration: Mapping[str, Any]) -> np.ndarray:
+    """``scores`` made relative to their video's running floor when the calibration asks for it
+    (``relative > 0``), else ``scores`` as they are."""
+    window = int(calibration.get("relative") or 0)
+    scores = np.asarray(scores, dtype=np.float64)
+    return scores - running_floor(scores, video, window) if window > 0 else scores
+
+
+class StreamRelative:
+    """The same relative score, one frame at a time: keeps the stream's last scores and smoothed scores."""
+
+    def __init__(self, calibration: Mapping[str, Any]):
+        self.window = int(calibration.get("relative") or 0)
+        self.recent: collections.deque = collections.deque(maxlen=RELATIVE_SMOOTHING)
+        self.smoothed: collections.deque = collections.deque(maxlen=max(self.window, 1))
+
+    def __call__(self, score: float) -> float:
+        """One frame's calibrated ``score`` made relative (``score`` itself when the calibration is not)."""
+        if self.window <= 0:
+            return score
+        self.recent.append(score)
+        self.smoothed.append(float(np.array(self.recent).mean()))
+        return score - _floor(np.array(self.smoothed), self.window)

@@ -28,22 +28,25 @@ quantiles of the distances of the positions assigned to it and its nearest exemp
 
 from __future__ import annotations
 
+import math
 import warnings
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from ..data import open_split
+from ..data.clips import holdout_videos
 from ..errors import ConfigError, DataError
 from ..interfaces import FrameStats, Scorer
-from .baseline import align, video_baselines
+from .baseline import align, relative_scores, video_baselines
 from .profile import ReadProfile
 from .reads import recording
 from .runner import video_signals
 from .step import StepModel, TorchModel
 from .threshold import conformal_threshold
 
-__all__ = ["calibrate", "fit_ranges", "cross_validated_false_alarms", "require_calibration"]
+__all__ = ["calibrate", "fit_ranges", "video_threshold", "holdout_shortfall", "warn_holdout_shortfall",
+           "cross_validated_false_alarms", "require_calibration"]
 
 
 def fit_ranges(stats: FrameStats, quantiles: tuple[float, float] = (0.01, 0.99)) -> dict[str, list[float]]:
@@ -63,15 +66,33 @@ def fit_ranges(stats: FrameStats, quantiles: tuple[float, float] = (0.01, 0.99))
     return out
 
 
-def _fit(stats: FrameStats, scorer: Scorer, false_alarm_rate: float, quantiles: tuple[float, float]):
+def video_threshold(scores: np.ndarray, video: np.ndarray, false_alarm_rate: float) -> float:
+    """The highest of the videos' own ``1 - false_alarm_rate`` quantiles of ``scores``: a new video
+    exchangeable with these ``n`` flags more than the rate of its frames with probability at most
+    ``1 / (n + 1)``.
+
+    >>> video_threshold(np.r_[np.arange(100.), np.arange(100.) + 50], np.repeat([0, 1], 100), 0.01)
+    148.01
+    """
+    return max(float(np.quantile(scores[video == v], 1.0 - false_alarm_rate)) for v in np.unique(video))
+
+
+def _fit(stats: FrameStats, scorer: Scorer, false_alarm_rate: float, quantiles: tuple[float, float],
+         scoring: Mapping[str, Any] | None = None):
+    """Ranges, threshold and the calibrated scores of ``stats``; ``scoring`` holds ``relative`` and
+    ``threshold_over`` (the test config's, as the calibration records them)."""
+    scoring = scoring or {}
     ranges = fit_ranges(stats, quantiles)
-    scores = np.asarray(scorer(stats.with_calibration(ranges)), dtype=np.float64)
-    return ranges, conformal_threshold(scores, false_alarm_rate), scores
+    scores = relative_scores(scorer(stats.with_calibration(ranges)), stats.video, scoring)
+    threshold = conformal_threshold(scores, false_alarm_rate)
+    if scoring.get("threshold_over") == "videos":
+        threshold = max(threshold, video_threshold(scores, stats.video, false_alarm_rate))
+    return ranges, threshold, scores
 
 
 def cross_validated_false_alarms(stats: FrameStats, scorer: Scorer, false_alarm_rate: float,
-                                 quantiles: tuple[float, float] = (0.01, 0.99), folds: int = 8
-                                 ) -> tuple[float | None, dict[int, float]]:
+                                 quantiles: tuple[float, float] = (0.01, 0.99), folds: int = 8,
+                                 scoring: Mapping[str, Any] | None = None) -> tuple[float | None, dict[int, float]]:
     """The fraction of frames flagged when each group of videos is scored with ranges and a threshold
     fitted on the other videos (at most ``folds`` groups, one video each when there are few), and that
     fraction per video (``{video index: rate}``: how far the rate moves from one new video to the next);
@@ -85,10 +106,68 @@ def cross_validated_false_alarms(stats: FrameStats, scorer: Scorer, false_alarm_
         left_out = np.isin(stats.video, group)
         with warnings.catch_warnings():  # too few frames in a fold: the full fit warns once, if it has too few
             warnings.simplefilter("ignore", UserWarning)
-            ranges, threshold, _ = _fit(stats.subset(~left_out), scorer, false_alarm_rate, quantiles)
-        held = np.asarray(scorer(stats.subset(left_out).with_calibration(ranges)), dtype=np.float64)
+            ranges, threshold, _ = _fit(stats.subset(~left_out), scorer, false_alarm_rate, quantiles, scoring)
+        held_stats = stats.subset(left_out)
+        held = relative_scores(scorer(held_stats.with_calibration(ranges)), held_stats.video, scoring or {})
         flagged[left_out] = held >= threshold
     return float(flagged.mean()), {int(v): float(flagged[stats.video == v].mean()) for v in videos}
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def warn_holdout_shortfall(model: TorchModel, lengths: Sequence[int], false_alarm_rate: float) -> None:
+    """Warn, before training, when ``train.holdout`` of videos of ``lengths`` is too little to calibrate on."""
+    cfg = model.config
+    if cfg["train"]["holdout"] <= 0:
+        return  # calibrate() warns about calibrating on training videos
+    short = holdout_shortfall(list(lengths), model.network.clip_length, cfg["train"]["holdout"], false_alarm_rate,
+                              cfg["test"].get("threshold_over", "frames"))
+    if short:
+        warnings.warn(f"{cfg['name']}: {short}", stacklevel=3)
+
+
+#: Fewest calibration videos for the cross-validation (2) and for a threshold over videos (4: a new
+#: video then exceeds the rate with a chance of at most 1 in 5).
+MIN_VIDEOS = {"frames": 2, "videos": 4}
+
+
+def holdout_shortfall(lengths: Sequence[int], clip_length: int, holdout: float, false_alarm_rate: float,
+                      threshold_over: str = "frames") -> str | None:
+    """What ``train.holdout`` of videos of ``lengths`` lacks for calibrating at ``false_alarm_rate``:
+    ``None`` when the held-out videos hold at least ``1 / rate - 1`` scored frames and enough videos
+    (:data:`MIN_VIDEOS`), else a sentence that says how much more is needed and the smallest holdout
+    that has it.
+
+    >>> holdout_shortfall([60] * 6, 5, 0.25, 0.01) is None     # 2 videos, 112 scored frames
+    True
+    >>> holdout_shortfall([60] * 6, 5, 0.25, 0.005)[:58]
+    'train.holdout=0.25 keeps 2 videos (112 scored frames) for '
+    """
+    frames_needed = math.ceil(1.0 / false_alarm_rate) - 1
+    videos_needed = MIN_VIDEOS.get(threshold_over, 2)
+
+    def held(fraction: float) -> tuple[int, int]:
+        idx = holdout_videos(len(lengths), fraction)
+        return len(idx), sum(max(lengths[i] - clip_length + 1, 0) for i in idx)
+
+    n_videos, n_frames = held(holdout)
+    if n_frames >= frames_needed and n_videos >= videos_needed:
+        return None
+    enough = [f / 20 for f in range(1, 19) if f / 20 > holdout and held(f / 20)[1] >= frames_needed
+              and held(f / 20)[0] >= videos_needed]  # train.holdout's range, in steps of 0.05
+    if enough:
+        v, f = held(enough[0])
+        fix = f"train.holdout={enough[0]:g} would keep {_count(v, 'video')} ({f} frames)"
+    else:
+        fix = "holding out more of these videos would not be enough"
+    return (f"train.holdout={holdout:g} keeps {_count(n_videos, 'video')} ({n_frames} scored frames) for the "
+            f"calibration; a "
+            f"false-alarm rate of {false_alarm_rate:.2%} needs at least {frames_needed} frames and "
+            f"{videos_needed} videos{' (test.threshold_over=videos)' if threshold_over == 'videos' else ''}: "
+            f"{fix}, or calibrate on a folder of the camera's own normal footage (memad calibrate CHECKPOINT "
+            f"--data FOLDER)")
 
 
 def calibrate(model: TorchModel, data: Any, *, false_alarm_rate: float = 0.01, videos: Sequence[str] | None = None,
@@ -108,10 +187,17 @@ def calibrate(model: TorchModel, data: Any, *, false_alarm_rate: float = 0.01, v
     warmup = int(model.config["test"].get("warmup", 0))
     baseline = {"warmup": warmup, "baseline": video_baselines(stats, warmup) if warmup > 0 else None}
     stats = align(stats, baseline)  # each video shifted by its own start (test.warmup; a no-op at 0)
-    ranges, threshold, scores = _fit(stats, model.scorer, false_alarm_rate, quantiles)
-    check, per_video = cross_validated_false_alarms(stats, model.scorer, false_alarm_rate, quantiles)
+    scoring = {"relative": int(model.config["test"].get("relative", 0)),
+               "threshold_over": model.config["test"].get("threshold_over", "frames")}
+    if scoring["threshold_over"] == "videos" and len(chosen) < 4:
+        warnings.warn(f"{model.config['name']}: a threshold over videos from {len(chosen)} calibration videos: a new "
+                      f"video flags more than {false_alarm_rate:.2%} of its frames with a chance of up to "
+                      f"1 in {len(chosen) + 1}; calibrate on more normal videos of the camera for a firmer bound",
+                      stacklevel=3)
+    ranges, threshold, scores = _fit(stats, model.scorer, false_alarm_rate, quantiles, scoring)
+    check, per_video = cross_validated_false_alarms(stats, model.scorer, false_alarm_rate, quantiles, scoring=scoring)
     return {
-        **baseline,
+        **baseline, **scoring,
         "signals": ranges, "quantiles": list(quantiles), "false_alarm_rate": float(false_alarm_rate),
         "threshold": threshold, "frames": int(len(stats)), "fit_false_alarm_rate": float((scores >= threshold).mean()),
         "videos": [split.names[i] for i in chosen], "videos_from": why, "source": str(split.source),

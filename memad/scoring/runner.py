@@ -37,7 +37,7 @@ from ..errors import DataError, NumericalError
 from ..frames import FloatRange, as_video, to_float
 from ..interfaces import FrameStats, Scorer
 from ..network import Network
-from .baseline import align
+from .baseline import align, relative_scores
 from .maps import TOP_MAPS, MapSink, check_keep
 from .scores import Scores
 from .step import TorchModel, default_map_hw, step_signals, trained_state, writes_at_test
@@ -199,9 +199,11 @@ def score_videos(model: TorchModel, data: Any, labels: str | Path | None = None,
     scores = apply_scorer(model.scorer, cfg["scorer"]["name"], stats, videos, frame_idx)
     calibrated = None
     if model.calibration_ is not None:
-        calibrated = apply_scorer(model.scorer, cfg["scorer"]["name"],
-                                  align(stats, model.calibration_).with_calibration(model.calibration_["signals"]),
-                                  videos, frame_idx)
+        calibrated = relative_scores(
+            apply_scorer(model.scorer, cfg["scorer"]["name"],
+                         align(stats, model.calibration_).with_calibration(model.calibration_["signals"]),
+                         videos, frame_idx),
+            stats.video, model.calibration_)  # test.relative: each video's scores minus its running floor
     return Scores(
         scores=scores, frame=frame_idx, video=stats.video,
         labels=None if videos.labels is None else videos.labels[frame_idx].astype(np.int8),

@@ -29,7 +29,7 @@ from ..config import image_hw
 from ..errors import ConfigError
 from ..frames import UNIT_RANGE, FloatRange, FrameReader
 from ..interfaces import FrameStats
-from .baseline import StreamBaseline
+from .baseline import StreamBaseline, StreamRelative
 from .calibration import require_calibration
 from .step import ClipStep, StepModel
 
@@ -143,6 +143,7 @@ def _loop(model: StepModel, step: ClipStep, reader: FrameReader, frames: Iterabl
           threshold: float, policy: str, maps: bool) -> Iterator[FrameResult]:
     clip, offset = model.clip_length, model.score_offset
     ranges, baseline = cal["signals"], StreamBaseline(cal)  # the stream's own baseline (test.warmup)
+    relative = StreamRelative(cal)  # and its running floor (test.relative)
     window: collections.deque = collections.deque(maxlen=clip)
     source = _LatestFrames(frames, keep=1) if policy == "drop" else None
     try:
@@ -154,7 +155,7 @@ def _loop(model: StepModel, step: ClipStep, reader: FrameReader, frames: Iterabl
             values = {k: float(v[0]) for k, v in raw.items() if k != "map"}
             stats = FrameStats(np.zeros(1, dtype=np.int64), {k: np.array([v]) for k, v in values.items()},
                                calibration=ranges)
-            score = float(np.asarray(model.scorer(baseline(stats)), dtype=np.float64)[0])
+            score = relative(float(np.asarray(model.scorer(baseline(stats)), dtype=np.float64)[0]))
             scored_index, _, scored_arrival = window[offset]
             yield FrameResult(
                 index=scored_index, score=score, anomalous=score >= threshold, threshold=threshold,

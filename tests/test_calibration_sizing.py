@@ -1,0 +1,41 @@
+"""train.holdout sized to the false-alarm rate: what the held-out videos lack is said before training."""
+
+from __future__ import annotations
+
+import pytest
+
+from memad.cli import main
+from memad.data.clips import holdout_videos
+from memad.scoring.calibration import holdout_shortfall
+
+from .test_cli import TINY_SET
+
+
+def test_enough_held_out_frames_and_videos_say_nothing():
+    # 6 videos of 60 frames, clips of 5: train.holdout=0.25 keeps 2 videos of 56 scored frames = 112 >= 99
+    assert holdout_videos(6, 0.25) == [1, 4]
+    assert holdout_shortfall([60] * 6, 5, 0.25, 0.01) is None
+
+
+def test_a_rate_the_frames_cannot_support_names_the_holdout_that_can():
+    # 0.5% needs 1 / 0.005 - 1 = 199 frames: 0.5 keeps 3 videos (168), 0.6 keeps 4 (224)
+    said = holdout_shortfall([60] * 6, 5, 0.25, 0.005)
+    assert "keeps 2 videos (112 scored frames)" in said and "at least 199 frames" in said
+    assert "train.holdout=0.6 would keep 4 videos (224 frames)" in said and "memad calibrate" in said
+
+
+def test_a_threshold_over_videos_needs_four_videos():
+    said = holdout_shortfall([200] * 8, 5, 0.25, 0.01, "videos")
+    assert "keeps 2 videos" in said and "4 videos (test.threshold_over=videos)" in said
+    assert "train.holdout=0.45 would keep 4 videos" in said  # round(8 x 0.45) = 4; 0.05 steps
+
+
+def test_when_no_holdout_is_enough_it_says_to_calibrate_on_the_cameras_footage():
+    said = holdout_shortfall([30] * 3, 5, 0.25, 0.01)
+    assert "keeps 1 video (26 scored frames)" in said and "would not be enough" in said
+
+
+def test_train_warns_before_training(tmp_path, capsys):
+    with pytest.warns(UserWarning, match=r"train\.holdout=0\.25 keeps .* needs at least 999 frames"):
+        assert main(["train", "ae", "--data", "synthetic", "--epochs", "1", "--out", str(tmp_path / "r"),
+                     "--false-alarm-rate", "0.001", *TINY_SET]) == 0
