@@ -79,33 +79,62 @@ def shift_report(scores: Any, threshold: float) -> dict[str, Any]:
             "per_video_max": float(rates.max()), "by_distance": by_distance}
 
 
+def _setting(result: dict[str, Any]) -> str:
+    overrides = result.get("overrides") or {}
+    return " + ".join(f"{k.split('.')[-1]}={v}" for k, v in overrides.items()) or "defaults"
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    """The results as one Markdown table: a row per dataset and setting, the seeds in each cell."""
+    def seeds(rows, get, fmt):
+        return ", ".join(fmt(get(r)) for r in rows)
+
+    lines = ["| data | setting | false alarms, `memad eval` | false alarms, `memad detect` | worst test video | "
+             "F1 | calibrated AUROC | per-video min-max AUROC |", "|---|---|---|---|---:|---|---|---|"]
+    pct = "{:.1f}%".format
+    for result in results:
+        rows = result["rows"]
+        detect = (seeds(rows, lambda r: 100 * r["detect"]["false_alarm_rate"], pct)
+                  if all("detect" in r for r in rows) else "-")
+        lines.append(f"| {Path(result['data']).name} | {_setting(result)} | "
+                     f"{seeds(rows, lambda r: 100 * r['false_alarm_rate'], pct)} | {detect} | "
+                     f"{100 * max(r['per_video_max'] for r in rows):.0f}% | "
+                     f"{seeds(rows, lambda r: r['f1'], '{:.3f}'.format)} | "
+                     f"{seeds(rows, lambda r: r['calibrated_frame_auroc'], '{:.3f}'.format)} | "
+                     f"{seeds(rows, lambda r: r['frame_auroc_per_video_minmax'], '{:.3f}'.format)} |")
+    return "\n".join(lines)
+
+
 def plot(results: list[dict[str, Any]], out: Path) -> None:
-    """Per result file (a panel each): every test video's false-alarm rate per seed, the overall rate
-    as a bar, the rate asked and 2 points above it."""
+    """One panel per dataset, one group per setting (result file): each seed's false-alarm rate on all
+    normal test frames as a bar and each test video's as a dot; the rate asked and 2 points above it.
+    The y axis is cut at 30%; a dot above it is drawn on the edge."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    cols = min(len(results), 2)
-    rows = -(-len(results) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), squeeze=False, sharey=True)
-    for ax in axes.flat[len(results):]:
-        ax.axis("off")
-    for ax, result in zip(axes.flat, results):
-        for k, row in enumerate(result["rows"]):
-            ax.bar(k, 100 * row["false_alarm_rate"], color="#c6dbef", width=0.6)
-            rates = [100 * v["rate"] for v in row["per_video"].values()]
-            ax.scatter(np.full(len(rates), k) + np.linspace(-0.2, 0.2, len(rates)), rates, s=12, color="#08519c")
-        asked = 100 * result["rows"][0]["asked"]
+    datasets = list(dict.fromkeys(Path(r["data"]).name for r in results))
+    fig, axes = plt.subplots(len(datasets), 1, figsize=(8.5, 2.6 * len(datasets)), squeeze=False)
+    cap = 30.0
+    for ax, name in zip(axes[:, 0], datasets):
+        group = [r for r in results if Path(r["data"]).name == name]
+        for g, result in enumerate(group):
+            n = len(result["rows"])
+            for k, row in enumerate(result["rows"]):
+                x = g + (k - (n - 1) / 2) * 0.22
+                ax.bar(x, min(100 * row["false_alarm_rate"], cap), width=0.2, color="#c6dbef", edgecolor="#6baed6")
+                rates = np.minimum([100 * v["rate"] for v in row["per_video"].values()], cap)
+                ax.scatter(np.full(len(rates), x), rates, s=8, color="#08519c", zorder=3)
+        asked = 100 * group[0]["rows"][0]["asked"]
         ax.axhline(asked, color="k", ls="--", lw=1)
         ax.axhline(asked + 2, color="red", ls=":", lw=1)
-        ax.set_xticks(range(len(result["rows"])), [f"seed {r['seed']}" for r in result["rows"]], fontsize=8)
-        ax.set_title(f"{Path(result['data']).name}" + "".join(f", {k.split('.')[-1]} {v}" for k, v in
-                                                             result.get("overrides", {}).items()), fontsize=9)
-    for ax in axes[:, 0]:
-        ax.set_ylabel("% normal frames flagged")
-    fig.suptitle("false alarms at the calibrated threshold (bar: all test videos; dots: each video)", fontsize=9)
+        ax.set_ylim(0, cap + 1)
+        ax.set_xticks(range(len(group)), [_setting(r) for r in group], fontsize=8)
+        ax.set_title(f"{name}: bars = seeds, dots = test videos", fontsize=9)
+        ax.set_ylabel("% normal frames flagged", fontsize=8)
+    fig.suptitle("false alarms at the calibrated threshold for 1% asked (dashed), 2 points above (dotted)",
+                 fontsize=9)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
@@ -118,12 +147,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", action="append", default=[], metavar="test.KEY=VALUE", dest="overrides",
                     help="recalibrate on the same held-out videos with this scoring setting (test.warmup=8, "
                          "test.relative=128, test.threshold_over=videos; repeatable; default: as calibrated)")
+    ap.add_argument("--detect", action="store_true",
+                    help="also run `memad detect` on every test video and measure the same rates from its scores.csv")
     ap.add_argument("--out", type=Path)
     ap.add_argument("--plot", nargs="+", type=Path, help="only draw these result files side by side into --out")
     args = ap.parse_args(argv)
     if args.plot:
         require_files(ap, args.plot, "result file")
-        plot([json.loads(f.read_text()) for f in args.plot], args.out or RESULTS / "calibration_shift.png")
+        results = [json.loads(f.read_text()) for f in args.plot]
+        plot(results, args.out or RESULTS / "calibration_shift.png")
+        print(table(results))
         return 0
     if not args.checkpoints or not args.data:
         ap.error("expected --data DATA and at least one checkpoint (or --plot FILES)")
@@ -151,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
                "f1": metrics.get("f1"), "frame_auroc_per_video_minmax": metrics["frame_auroc"],
                "calibrated_frame_auroc": metrics.get("calibrated_frame_auroc"),
                **shift_report(scores, det.threshold_)}
+        if args.detect:
+            row["detect"] = detect_report(det, scores, args.data)
         rows.append(row)
         dist = ", ".join(f"{k} {'-' if v['rate'] is None else format(100 * v['rate'], '.1f') + '%'}"
                          for k, v in row["by_distance"].items())
@@ -160,6 +195,12 @@ def main(argv: list[str] | None = None) -> int:
               f"(median {100 * row['per_video_median']:.1f}%); by distance {dist}; F1 {row['f1']:.3f}; "
               f"AUROC min-max {row['frame_auroc_per_video_minmax']:.3f}, "
               f"calibrated {row['calibrated_frame_auroc']:.3f}", flush=True)
+        if args.detect:
+            d = row["detect"]
+            print(f"  memad detect: false alarms {100 * d['false_alarm_rate']:.1f}% of {d['normal_frames']} normal "
+                  f"frames "
+                  f"({100 * d['normal_frames_in_events']:.1f}% inside events); largest score difference from eval "
+                  f"{d['largest_score_difference_from_eval']:.2g}", flush=True)
     tag = re.sub(r"[^A-Za-z0-9]+", "_", Path(args.data).name) + "".join(
         f"_{k.split('.')[-1]}{v}" for k, v in overrides.items())
     out = args.out or RESULTS / f"calibration_shift_{tag}.json"
@@ -168,6 +209,50 @@ def main(argv: list[str] | None = None) -> int:
     write_result(out, result)
     plot([result], out.with_suffix(".png"))
     return 0
+
+
+def detect_report(det: Any, scores: Any, data: str) -> dict[str, Any]:
+    """The false alarms of ``memad detect`` run on each test video of ``data`` (its frame folders or files;
+    generated videos are written out as PNG frames first), at the checkpoint's threshold, next to those
+    of ``memad eval``'s scores: the per-frame decision (``score >= threshold``) and the frames inside events."""
+    import csv
+    import tempfile
+
+    from PIL import Image
+
+    from memad.cli import main as memad_main
+    from memad.data import open_split
+
+    videos = open_split(data, "testing", det.config)
+    by_frame = {(int(v), int(f)): (float(c), int(y)) for v, f, c, y in
+                zip(scores.video, scores.frame - videos.offsets[scores.video], scores.calibrated, scores.labels)}
+    flagged, in_event, gap = [], [], 0.0
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt = det.save(Path(tmp) / "checkpoint.pt")
+        for i, name in enumerate(videos.names):
+            source = videos.video_paths[i] if videos.video_paths else None
+            if source is None or not Path(source).exists():  # a generated video: its frames as PNG files
+                source = Path(tmp) / "frames" / name
+                source.mkdir(parents=True)
+                start = int(videos.offsets[i])
+                for k in range(videos.lengths[i]):
+                    frame = videos.frames[start + k].permute(1, 2, 0).numpy()
+                    Image.fromarray(frame[..., 0] if frame.shape[-1] == 1 else frame).save(source / f"{k:04d}.png")
+            out = Path(tmp) / "detect" / name
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                code = memad_main(["detect", str(ckpt), str(source), "--out", str(out), "--no-video", "--no-html"])
+            if code != 0:
+                raise RuntimeError(f"memad detect on {source} exited with {code}")
+            with open(out / "scores.csv") as fh:
+                for r in csv.DictReader(fh):
+                    offline, label = by_frame[(i, int(r["frame"]))]
+                    gap = max(gap, abs(float(r["score"]) - offline))
+                    if label == 0:
+                        flagged.append(float(r["score"]) >= det.threshold_)
+                        in_event.append(r["anomalous"] == "1")
+    return {"false_alarm_rate": float(np.mean(flagged)), "normal_frames": len(flagged),
+            "normal_frames_in_events": float(np.mean(in_event)), "largest_score_difference_from_eval": gap}
 
 
 def _overrides(ap: argparse.ArgumentParser, pairs: list[str]) -> dict[str, Any]:

@@ -1,0 +1,55 @@
+"""benchmarks/calibration_shift.py: the false-alarm figures it reports, and `memad detect` measured as eval is."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+import memad
+from memad.data.synthetic import SyntheticSpec, make_synthetic
+
+from .conftest import fit_and_calibrate, load_script, tiny
+
+SPEC = SyntheticSpec(train_videos=3, test_videos=2, frames_per_video=30)
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return load_script("benchmarks/calibration_shift.py", "memad_calibration_shift_script")
+
+
+def test_the_rates_overall_per_video_and_by_distance_by_hand(bench):
+    # video 0: normal, normal, event, normal, normal, normal; video 1: two normal frames, no event
+    scores = SimpleNamespace(labels=np.array([0, 0, 1, 0, 0, 0, 0, 0]), video=np.array([0, 0, 0, 0, 0, 0, 1, 1]),
+                             calibrated=np.array([0.9, 0.1, 2.0, 0.8, 0.1, 0.1, 0.1, 0.7]))
+    report = bench.shift_report(scores, 0.5)
+    assert report["false_alarm_rate"] == pytest.approx(3 / 7)  # frames 0, 3 and 7 of the 7 normal ones
+    assert report["per_video"]["0"]["rate"] == pytest.approx(2 / 5) and report["per_video"]["1"]["rate"] == 0.5
+    # distances to the event: frame 0 is 2 away, frame 1 is 1, frame 3 is 1, frames 4-5 are 2-3
+    assert report["by_distance"]["1-2"] == {"rate": pytest.approx(2 / 4), "frames": 4}
+    assert report["by_distance"]["3-10"] == {"rate": 0.0, "frames": 1}
+    assert report["by_distance"]["no event in the video"] == {"rate": 0.5, "frames": 2}
+
+
+def test_detect_scores_every_test_video_as_eval_does_when_the_memory_restarts_per_video(bench):
+    # test.reset=video: eval restores the trained memory at each video, as detect starts each file afresh
+    det = memad.build("mnad_pred", **tiny(test={"reset": "video", "amp": False, "channels_last": False},
+                                          train={"max_steps_per_epoch": 3}))
+    fit_and_calibrate(det, SPEC)
+    test = make_synthetic("testing", (32, 32), 3, 32, SPEC)
+    scores = det.score(test, keep_maps=0)
+    report = bench.detect_report(det, scores, test)
+    normal = scores.labels == 0
+    assert report["largest_score_difference_from_eval"] < 1e-5 and report["normal_frames"] == int(normal.sum())
+    assert report["false_alarm_rate"] == pytest.approx(float((scores.calibrated[normal] >= det.threshold_).mean()))
+
+
+def test_the_table_gives_each_seed_and_the_setting(bench):
+    row = {"false_alarm_rate": 0.014, "per_video_max": 0.04, "f1": 0.8, "calibrated_frame_auroc": 0.96,
+           "frame_auroc_per_video_minmax": 0.95, "detect": {"false_alarm_rate": 0.011}}
+    result = {"data": "synthetic", "overrides": {"test.relative": 128}, "rows": [row, {**row, "f1": 0.7}]}
+    line = bench.table([result]).splitlines()[-1]
+    assert line == ("| synthetic | relative=128 | 1.4%, 1.4% | 1.1%, 1.1% | 4% | 0.800, 0.700 | 0.960, 0.960 | "
+                    "0.950, 0.950 |")
