@@ -57,8 +57,13 @@ def _print_calibration(cal: dict, path: Path | str) -> None:
     spread = list((cal.get("check_per_video") or {}).values())
     checked = (f"cross-validated by video: {check:.2%} of normal frames flagged, {min(spread):.1%} to "
                f"{max(spread):.1%} per video" if check is not None and spread else "one video: no cross-validation")
+    # the scoring settings the threshold was fitted under (test.warmup, test.relative, test.threshold_over)
+    settings = [f"{k} {cal[k]}" for k in ("warmup", "relative") if cal.get(k)]
+    settings += ["over videos"] if cal.get("threshold_over") == "videos" else []
+    fitted = f" ({', '.join(settings)})" if settings else ""
     print(f"memad: calibrated on {cal['frames']} normal frames of {len(cal['videos'])} videos ({cal['videos_from']}): "
-          f"threshold {cal['threshold']:.4f} for a false-alarm rate of {cal['false_alarm_rate']:.2%} ({checked}); "
+          f"threshold {cal['threshold']:.4f}{fitted} for a false-alarm "
+          f"rate of {cal['false_alarm_rate']:.2%} ({checked}); "
           f"saved in {path}", file=sys.stderr)
 
 
