@@ -124,13 +124,14 @@ def _train(args: argparse.Namespace, det, out: Path, tracking) -> int:
     if is_main():  # under torchrun: rank 0 speaks for all
         print(f"memad: training {det.config['name']} ({counts['total']:,} parameters) on {args.data} -> {out}",
               file=sys.stderr)
+    train_set = open_split(args.data, "training", det.config)  # opened once: for the check below and for fit
     if not args.no_calibrate and args.videos is None:  # too little held out to calibrate on: say so before training
         from ..scoring.calibration import warn_holdout_shortfall
 
-        warn_holdout_shortfall(det, open_split(args.data, "training", det.config).lengths, args.false_alarm_rate)
+        warn_holdout_shortfall(det, train_set.lengths, args.false_alarm_rate)
     tracking.log_config(det.config)
     callbacks = [tracking] if tracking else []  # step records cost a sync per step: only for a logger
-    summary = det.fit(args.data, out=out, resume=not args.no_resume, callbacks=callbacks).fit_summary_
+    summary = det.fit(train_set, out=out, resume=not args.no_resume, callbacks=callbacks).fit_summary_
     last = det.history_[-1] if det.history_ else {}
     if is_main():
         where = summary["device"] if summary["processes"] == 1 else f"{summary['processes']} processes"

@@ -155,11 +155,11 @@ def holdout_shortfall(lengths: Sequence[int], clip_length: int, holdout: float, 
     n_videos, n_frames = held(holdout)
     if n_frames >= frames_needed and n_videos >= videos_needed:
         return None
-    enough = [f / 20 for f in range(1, 19) if f / 20 > holdout and held(f / 20)[1] >= frames_needed
-              and held(f / 20)[0] >= videos_needed]  # train.holdout's range, in steps of 0.05
+    larger = ((f / 20, held(f / 20)) for f in range(1, 19) if f / 20 > holdout)  # train.holdout's range, by 0.05
+    enough = next(((f, kept) for f, kept in larger if kept[0] >= videos_needed and kept[1] >= frames_needed), None)
     if enough:
-        v, f = held(enough[0])
-        fix = f"train.holdout={enough[0]:g} would keep {_count(v, 'video')} ({f} frames)"
+        fraction, (v, f) = enough
+        fix = f"train.holdout={fraction:g} would keep {_count(v, 'video')} ({f} frames)"
     else:
         fix = "holding out more of these videos would not be enough"
     return (f"train.holdout={holdout:g} keeps {_count(n_videos, 'video')} ({n_frames} scored frames) for the "
