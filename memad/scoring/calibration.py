@@ -77,13 +77,19 @@ def video_threshold(scores: np.ndarray, video: np.ndarray, false_alarm_rate: flo
     return max(float(np.quantile(scores[video == v], 1.0 - false_alarm_rate)) for v in np.unique(video))
 
 
+def _calibrated_scores(stats: FrameStats, scorer: Scorer, ranges: Mapping[str, list[float]],
+                       scoring: Mapping[str, Any]) -> np.ndarray:
+    """``scorer``'s scores of ``stats`` scaled by ``ranges``, relative to each video's floor under ``scoring``."""
+    return relative_scores(scorer(stats.with_calibration(ranges)), stats.video, scoring)
+
+
 def _fit(stats: FrameStats, scorer: Scorer, false_alarm_rate: float, quantiles: tuple[float, float],
          scoring: Mapping[str, Any] | None = None):
     """Ranges, threshold and the calibrated scores of ``stats``; ``scoring`` holds ``relative`` and
     ``threshold_over`` (the test config's, as the calibration records them)."""
     scoring = scoring or {}
     ranges = fit_ranges(stats, quantiles)
-    scores = relative_scores(scorer(stats.with_calibration(ranges)), stats.video, scoring)
+    scores = _calibrated_scores(stats, scorer, ranges, scoring)
     threshold = conformal_threshold(scores, false_alarm_rate)
     if scoring.get("threshold_over") == "videos":
         threshold = max(threshold, video_threshold(scores, stats.video, false_alarm_rate))
@@ -107,9 +113,7 @@ def cross_validated_false_alarms(stats: FrameStats, scorer: Scorer, false_alarm_
         with warnings.catch_warnings():  # too few frames in a fold: the full fit warns once, if it has too few
             warnings.simplefilter("ignore", UserWarning)
             ranges, threshold, _ = _fit(stats.subset(~left_out), scorer, false_alarm_rate, quantiles, scoring)
-        held_stats = stats.subset(left_out)
-        held = relative_scores(scorer(held_stats.with_calibration(ranges)), held_stats.video, scoring or {})
-        flagged[left_out] = held >= threshold
+        flagged[left_out] = _calibrated_scores(stats.subset(left_out), scorer, ranges, scoring or {}) >= threshold
     return float(flagged.mean()), {int(v): float(flagged[stats.video == v].mean()) for v in videos}
 
 
