@@ -1,15 +1,16 @@
 """Does the calibrated threshold hold on videos the calibration never saw? The false-alarm rate on
 normal test frames at it: overall, per test video, and by distance from the nearest anomalous frame.
-``--set test.KEY=VALUE`` recalibrates each checkpoint on the same held-out videos with that scoring
-setting first (``test.warmup``, ``test.relative``, ``test.threshold_over``).
+``--set test.KEY=VALUE`` (or ``scorer.KEY=VALUE``) recalibrates each checkpoint on the same held-out videos
+with that scoring setting first (``test.warmup``, ``test.relative``, ``test.threshold_over``,
+``scorer.name=contrast``).
 
 For each calibrated checkpoint (trained with ``train.holdout``, so calibrated on held-out training
 videos) the test split of ``--data`` is scored as ``memad eval`` scores it, and at the checkpoint's
 threshold the share of normal frames flagged is reported overall (against the rate asked and the
 calibration's own cross-validated estimate, ``check_false_alarm_rate``), per test video (min, median,
 max, and the videos with no anomaly), and by distance from the nearest anomalous frame of the same
-video (1-2, 3-10, over 10 frames, none in the video). The paper's per-video min-max AUROC is given next
-to the calibrated one.
+video (1-2, 3-10, over 10 frames, none in the video). The paper's per-video min-max AUROC (of the
+checkpoint's own scorer, whatever ``--set scorer.*`` asks) is given next to the calibrated one.
 
     OMP_NUM_THREADS=1 python benchmarks/calibration_shift.py --data synthetic runs/q/runs/mnad_pred/seed*/checkpoint.pt
 
@@ -146,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data")
     ap.add_argument("--set", action="append", default=[], metavar="test.KEY=VALUE", dest="overrides",
                     help="recalibrate on the same held-out videos with this scoring setting (test.warmup=8, "
-                         "test.relative=128, test.threshold_over=videos; repeatable; default: as calibrated)")
+                         "test.relative=128, test.threshold_over=videos, scorer.name=contrast; repeatable; default: "
+                         "as calibrated)")
     ap.add_argument("--detect", action="store_true",
                     help="also run `memad detect` on every test video and measure the same rates from its scores.csv")
     ap.add_argument("--out", type=Path)
@@ -164,10 +166,11 @@ def main(argv: list[str] | None = None) -> int:
     overrides = _overrides(ap, args.overrides)
     rows = []
     for path in args.checkpoints:
+        trained = memad.load(path)
         if not overrides:
-            det = memad.load(path)
+            det = trained
         else:
-            held_out = (memad.load(path).calibration_ or {}).get("videos")  # those train calibrated on
+            held_out = (trained.calibration_ or {}).get("videos")  # those train calibrated on
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)  # the stored calibration is dropped: the point
                 det = memad.load(path, overrides=overrides)
@@ -181,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
                "asked": det.calibration_["false_alarm_rate"],
                "cross_validated_estimate": det.calibration_.get("check_false_alarm_rate"),
                "calibration_videos": det.calibration_.get("videos"), "calibration_frames": det.calibration_["frames"],
-               "f1": metrics.get("f1"), "frame_auroc_per_video_minmax": metrics["frame_auroc"],
+               "f1": metrics.get("f1"), "frame_auroc_per_video_minmax": paper_auroc(trained, scores),
+               "scorer": det.config["scorer"]["name"], "scorer_frame_auroc_per_video": metrics["frame_auroc"],
                "calibrated_frame_auroc": metrics.get("calibrated_frame_auroc"),
                **shift_report(scores, det.threshold_)}
         if args.detect:
@@ -209,6 +213,14 @@ def main(argv: list[str] | None = None) -> int:
     write_result(out, result)
     plot([result], out.with_suffix(".png"))
     return 0
+
+
+def paper_auroc(trained: Any, scores: Any) -> float:
+    """The frame AUROC of ``trained``'s own scorer, min-max per video as the paper scores, on the signals
+    of ``scores`` (those of the same pass, whichever scorer ``scores`` used)."""
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(scores.labels, trained.scorer(scores.stats)))
 
 
 def detect_report(det: Any, scores: Any, data: str) -> dict[str, Any]:
@@ -256,14 +268,16 @@ def detect_report(det: Any, scores: Any, data: str) -> dict[str, Any]:
 
 
 def _overrides(ap: argparse.ArgumentParser, pairs: list[str]) -> dict[str, Any]:
-    """``--set test.KEY=VALUE`` pairs as overrides (values parsed as YAML scalars); only scoring settings."""
+    """``--set test.KEY=VALUE`` / ``scorer.KEY=VALUE`` pairs as overrides (values parsed as YAML); only scoring
+    settings."""
     import yaml
 
     out = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
-        if not sep or not key.startswith("test."):
-            ap.error(f"--set {pair!r}: expected test.KEY=VALUE (a scoring setting, such as test.relative=128)")
+        if not sep or not key.startswith(("test.", "scorer.")):
+            ap.error(f"--set {pair!r}: expected test.KEY=VALUE or scorer.KEY=VALUE (a scoring setting, such as "
+                     f"test.relative=128 or scorer.name=contrast)")
         out[key] = yaml.safe_load(value)
     return out
 

@@ -255,7 +255,7 @@ class UpdateRule(abc.ABC):
 class FrameStats:
     """Per-frame signals gathered at test time, the input of a :class:`Scorer`.
 
-    ``signals`` maps a name to one value per scored frame, in order: ``mse`` and ``psnr``
+    ``signals`` maps a name to one value per scored frame, in order: ``mse``, ``psnr`` and ``contrast``
     of the output against the target (images in [0, 1]) for every model, plus whatever the
     memory and decoder report (``distance``...). ``video`` gives each frame's video.
 

@@ -162,8 +162,8 @@ def test_a_part_that_breaks_its_declarations_is_named_at_build(broken_parts, mem
 
 def test_a_scorer_requiring_a_signal_no_part_produces_is_named_at_build(broken_parts):
     with pytest.raises(memad.ConfigError, match=r"scorer 'needs_ghost' \(memad-brokenparts 0.2\) requires signal\(s\) "
-                                                r"'ghost', which no part of this model produces \(it has distance, "
-                                                r"mse, psnr\)"):
+                                                r"'ghost', which no part of this model produces \(it has contrast, "
+                                                r"distance, mse, psnr\)"):
         memad.build("mnad_recon", **tiny(scorer={"name": "needs_ghost"}))
 
 

@@ -251,5 +251,5 @@ def test_scorer_names_the_signal_a_model_lacks(twolevel_installed):
     # detector is built, before any training, naming the scorer's distribution and the signals the model has.
     with pytest.raises(memad.ConfigError, match="scorer 'twolevel' \\(memad-twolevel-memory 0.1.0\\) requires "
                                                 "signal\\(s\\) 'skip_distance', which no part of this model produces "
-                                                "\\(it has distance, mse, psnr\\)"):
+                                                "\\(it has contrast, distance, mse, psnr\\)"):
         memad.build("mnad_pred", **TINY, scorer="twolevel")

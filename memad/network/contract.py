@@ -26,7 +26,7 @@ from .network import Network
 __all__ = ["ContractError", "check_contract", "dry_input_size", "ALWAYS_SIGNALS"]
 
 #: Signals every model reports (computed by scoring from the output and target).
-ALWAYS_SIGNALS = ("mse", "psnr")
+ALWAYS_SIGNALS = ("mse", "psnr", "contrast")
 
 
 class ContractError(ConfigError):

@@ -1,6 +1,7 @@
 """Scoring test videos: every test clip through the network, its per-frame signals gathered.
 
 Per scored frame: ``mse`` and ``psnr`` of the output against the target (frames in [0, 1]),
+``contrast`` (how much the worst region's error exceeds the frame's, :func:`memad.scoring.step.local_contrast`),
 the signals the memory and decoder report (``distance``...), and a per-pixel error map
 (:func:`memad.scoring.step.step_signals`, the step streaming and export share); the scorer
 combines the signals (:class:`memad.interfaces.FrameStats`). A memory written at test time

@@ -27,7 +27,29 @@ from ..interfaces import Scorer, to_unit_range
 from ..network import Network
 
 __all__ = ["StepModel", "TorchModel", "ClipStep", "TorchStep", "TorchStepModel", "step_signals", "writes_at_test",
-           "anchor_memory", "trained_state", "default_map_hw"]
+           "anchor_memory", "trained_state", "default_map_hw", "local_contrast"]
+
+#: ``contrast``'s regions: the error averaged over a grid of this many cells a side, then over windows of
+#: ``CONTRAST_WINDOW`` cells a side (a quarter of the frame), at every cell.
+CONTRAST_GRID, CONTRAST_WINDOW = 16, 4
+
+
+def local_contrast(err: Tensor, eps: float = 1e-8) -> Tensor:
+    """Per sample of the squared error ``err`` ``(B, C, H, W)``: ``log`` of the worst region's mean error over
+    the frame's mean error. An error spread over the whole frame (another camera's noise, light or texture)
+    leaves it unchanged; an error concentrated in one region (an object that moves unlike the rest) raises it.
+
+    >>> err = torch.zeros(2, 1, 64, 64); err[0] += 0.1; err[1, :, :16, :16] = 0.1
+    >>> [round(v, 2) for v in local_contrast(err).tolist()]  # log 1 (uniform), log 16 (in a sixteenth)
+    [0.0, 2.77]
+    """
+    frame = err.mean(1, keepdim=True)
+    h, w = frame.shape[-2:]
+    grid = F.adaptive_avg_pool2d(frame, (min(CONTRAST_GRID, h), min(CONTRAST_GRID, w)))
+    window = (max(1, grid.shape[-2] * CONTRAST_WINDOW // CONTRAST_GRID),
+              max(1, grid.shape[-1] * CONTRAST_WINDOW // CONTRAST_GRID))
+    worst = F.avg_pool2d(grid, window, stride=1).flatten(1).amax(1)
+    return torch.log(worst + eps) - torch.log(frame.flatten(1).mean(1) + eps)
 
 
 @runtime_checkable
@@ -89,7 +111,7 @@ def trained_state(network: Network) -> dict[str, Tensor]:
 def step_signals(network: Network, clips: Tensor, *, amp: bool = False, channels_last: bool = False,
                  map_hw: tuple[int, int] | None = None, write: bool = True,
                  trained: Mapping[str, Tensor] | None = None) -> dict[str, Tensor]:
-    """Float clips ``(B, L, C, H, W)`` in [-1, 1] -> per-sample signals (``mse``, the parts' signals, the
+    """Float clips ``(B, L, C, H, W)`` in [-1, 1] -> per-sample signals (``mse``, ``contrast``, the parts' signals, the
     decoder's target signals) and, with ``map_hw``, the per-pixel squared error pooled to that size;
     with ``write``, the memory's test-time write protocol runs after the pass, then the memory is pulled
     ``test.anchor`` of the way back to ``trained`` (when given)."""
@@ -98,7 +120,8 @@ def step_signals(network: Network, clips: Tensor, *, amp: bool = False, channels
         out = network(runtime.to_model_layout(x, channels_last))
     pred = out.output.float()
     err = (to_unit_range(pred) - to_unit_range(y)).pow(2)
-    result = {"mse": err.flatten(1).mean(1), **{k: v.float() for k, v in out.signals.items()},
+    result = {"mse": err.flatten(1).mean(1), "contrast": local_contrast(err),
+              **{k: v.float() for k, v in out.signals.items()},
               **{k: v.float() for k, v in network.decoder.target_signals(pred, y).items()}}
     if map_hw is not None:
         result["map"] = F.adaptive_avg_pool2d(err.mean(1, keepdim=True), map_hw)[:, 0]

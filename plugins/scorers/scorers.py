@@ -1,4 +1,4 @@
-"""Per-frame anomaly scorers: PSNR, feature distance, the paper's weighted mix, MemAE's
+"""Per-frame anomaly scorers: PSNR, feature distance, the paper's weighted mix, local contrast, MemAE's
 regularity, and a weighted sum of any named signals. Each returns scores where higher means
 more anomalous, and scales signals through ``FrameStats.normalised`` so that the same scorer
 gives the paper's per-video scores and calibrated ones."""
@@ -52,6 +52,39 @@ class WeightedScorer(_Normalising):
             return 1.0 - g_psnr
         g_dist = stats.normalised("distance", self.normalise)
         return 1.0 - (self.weight * g_psnr + (1.0 - self.weight) * (1.0 - g_dist))
+
+    def config(self):
+        return {"weight": self.weight, "normalise": self.normalise}
+
+
+class ContrastScorer(_Normalising):
+    """``w g(contrast) + (1 - w) g(D)``: how much the frame's worst region's prediction error exceeds its
+    whole error (:func:`memad.scoring.step.local_contrast`), mixed with the feature distance when ``weight``
+    is below 1 and the memory reports one.
+
+    An error spread over the whole frame, as another camera's noise, light, texture or slow drift gives,
+    leaves ``contrast`` as it is, so calibrated scores move less from one scene to the next than PSNR's
+    (docs/deploy.md); an anomaly that covers most of the frame raises it less than PSNR's.
+
+    >>> import numpy as np
+    >>> stats = FrameStats(np.array([0, 0]), {"psnr": np.array([30., 20.]), "contrast": np.array([.5, 1.5])})
+    >>> ContrastScorer()(stats).tolist()
+    [0.0, 1.0]
+    """
+
+    requires = ("contrast",)
+
+    def __init__(self, weight: float = 1.0, normalise: Normalise = "video"):
+        if not 0.0 <= weight <= 1.0:
+            raise ValueError(f"scorer.weight: expected a value in [0, 1], got {weight!r}")
+        super().__init__(normalise)
+        self.weight = weight
+
+    def __call__(self, stats: FrameStats) -> np.ndarray:
+        g_contrast = stats.normalised("contrast", self.normalise)
+        if stats.distance is None or self.weight == 1.0:
+            return g_contrast
+        return self.weight * g_contrast + (1.0 - self.weight) * stats.normalised("distance", self.normalise)
 
     def config(self):
         return {"weight": self.weight, "normalise": self.normalise}
