@@ -82,7 +82,8 @@ def shift_report(scores: Any, threshold: float) -> dict[str, Any]:
 
 def _setting(result: dict[str, Any]) -> str:
     overrides = result.get("overrides") or {}
-    return " + ".join(f"{k.split('.')[-1]}={v}" for k, v in overrides.items()) or "defaults"
+    return " + ".join(f"{k.split('.')[-2 if k.endswith('.name') else -1]}={v}"  # scorer.name=X: "scorer=X"
+                      for k, v in overrides.items()) or "defaults"
 
 
 def table(results: list[dict[str, Any]]) -> str:

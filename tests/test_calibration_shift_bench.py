@@ -9,6 +9,7 @@ import pytest
 
 import memad
 from memad.data.synthetic import SyntheticSpec, make_synthetic
+from memad.interfaces import FrameStats
 
 from .conftest import fit_and_calibrate, load_script, tiny
 
@@ -53,3 +54,14 @@ def test_the_table_gives_each_seed_and_the_setting(bench):
     line = bench.table([result]).splitlines()[-1]
     assert line == ("| synthetic | relative=128 | 1.4%, 1.4% | 1.1%, 1.1% | 4% | 0.800, 0.700 | 0.960, 0.960 | "
                     "0.950, 0.950 |")
+
+
+def test_a_scorer_setting_is_named_by_its_section_and_the_paper_auroc_is_the_trained_scorers(bench):
+    assert bench._setting({"overrides": {"scorer.name": "contrast", "test.relative": 64}}) == \
+        "scorer=contrast + relative=64"
+    # the paper's per-video min-max AUROC comes from the checkpoint's own scorer (PSNR here), whatever scored
+    trained = SimpleNamespace(scorer=lambda stats: -stats.psnr)
+    stats = FrameStats(np.array([0, 0, 0, 0]), {"psnr": np.array([30.0, 20.0, 29.0, 28.0])})
+    scores = SimpleNamespace(labels=np.array([0, 1, 1, 0]), stats=stats)
+    # anomalous 20 and 29 against normal 30 and 28: three of the four pairs ranked right (29 is above 28)
+    assert bench.paper_auroc(trained, scores) == pytest.approx(0.75)
