@@ -104,7 +104,8 @@ def setup_export(p: argparse.ArgumentParser) -> Handler:
                                   "generated synthetic one at the model's size)")
     p.add_argument("--frames", type=number(int, low=2), default=24, help="frames of the check sequence (default 24)")
     p.add_argument("--atol", type=number(float, low=0, low_open=True), default=1e-4,
-                   help="largest absolute score difference from PyTorch allowed (default 1e-4)")
+                   help="largest absolute score difference from PyTorch allowed, beyond what float32 rounding of "
+                        "the signals explains (default 1e-4)")
     p.add_argument("--json", action="store_true")
     add_set(p)
 

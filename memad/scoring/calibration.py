@@ -45,8 +45,8 @@ from .runner import video_signals
 from .step import StepModel, TorchModel
 from .threshold import conformal_threshold
 
-__all__ = ["calibrate", "fit_ranges", "video_threshold", "holdout_shortfall", "warn_holdout_shortfall",
-           "cross_validated_false_alarms", "require_calibration"]
+__all__ = ["calibrate", "fit_ranges", "calibrated_scores", "video_threshold", "holdout_shortfall",
+           "warn_holdout_shortfall", "cross_validated_false_alarms", "require_calibration"]
 
 
 def fit_ranges(stats: FrameStats, quantiles: tuple[float, float] = (0.01, 0.99)) -> dict[str, list[float]]:
@@ -77,7 +77,7 @@ def video_threshold(scores: np.ndarray, video: np.ndarray, false_alarm_rate: flo
     return max(float(np.quantile(scores[video == v], 1.0 - false_alarm_rate)) for v in np.unique(video))
 
 
-def _calibrated_scores(stats: FrameStats, scorer: Scorer, ranges: Mapping[str, list[float]],
+def calibrated_scores(stats: FrameStats, scorer: Scorer, ranges: Mapping[str, list[float]],
                        scoring: Mapping[str, Any]) -> np.ndarray:
     """``scorer``'s scores of ``stats`` scaled by ``ranges``, relative to each video's floor under ``scoring``."""
     return relative_scores(scorer(stats.with_calibration(ranges)), stats.video, scoring)
@@ -89,7 +89,7 @@ def _fit(stats: FrameStats, scorer: Scorer, false_alarm_rate: float, quantiles: 
     ``threshold_over`` (the test config's, as the calibration records them)."""
     scoring = scoring or {}
     ranges = fit_ranges(stats, quantiles)
-    scores = _calibrated_scores(stats, scorer, ranges, scoring)
+    scores = calibrated_scores(stats, scorer, ranges, scoring)
     threshold = conformal_threshold(scores, false_alarm_rate)
     if scoring.get("threshold_over") == "videos":
         threshold = max(threshold, video_threshold(scores, stats.video, false_alarm_rate))
@@ -113,7 +113,7 @@ def cross_validated_false_alarms(stats: FrameStats, scorer: Scorer, false_alarm_
         with warnings.catch_warnings():  # too few frames in a fold: the full fit warns once, if it has too few
             warnings.simplefilter("ignore", UserWarning)
             ranges, threshold, _ = _fit(stats.subset(~left_out), scorer, false_alarm_rate, quantiles, scoring)
-        flagged[left_out] = _calibrated_scores(stats.subset(left_out), scorer, ranges, scoring or {}) >= threshold
+        flagged[left_out] = calibrated_scores(stats.subset(left_out), scorer, ranges, scoring or {}) >= threshold
     return float(flagged.mean()), {int(v): float(flagged[stats.video == v].mean()) for v in videos}
 
 

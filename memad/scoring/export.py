@@ -11,8 +11,9 @@ and an exported model is streamed by the same :func:`memad.scoring.stream.stream
 rebuilt from the config (:mod:`memad.scoring.exported`).
 
 The export is refused unless its calibrated scores on a check sequence agree with PyTorch's
-(largest absolute difference at most ``atol``, 1e-4); the sequence and its expected scores are
-stored in the file too, and every load runs them again. Both formats capture the step with
+(largest absolute difference at most ``atol``, 1e-4, plus what float32 rounding of the signals can
+move the scores by: :func:`rounding_tolerance`); the sequence, its expected scores and the difference
+allowed are stored in the file too, and every load runs them again. Both formats capture the step with
 ``torch.export``, which specialises branches on shapes (fixed in a deployed step) and refuses
 branches on values; a component that cannot be captured (data-dependent Python control flow,
 ``.item()``...) is named in one line with the method and line that stopped the export, and a
@@ -32,7 +33,7 @@ import re
 import traceback
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -41,14 +42,16 @@ from torch import Tensor, nn
 from ..data import open_split
 from ..errors import ConfigError, DataError
 from ..frames import to_float
+from ..interfaces import FrameStats, Scorer
 from ..network import Network
-from .calibration import require_calibration
+from .baseline import align
+from .calibration import calibrated_scores, require_calibration
 from .export_meta import TAG, npy_text, seal
 from .exported import ExportedModel, _read, check_scores
 from .step import TorchModel, TorchStepModel, default_map_hw, step_signals, trained_state, writes_at_test
-from .stream import stream
+from .stream import FrameResult, stream
 
-__all__ = ["export", "ExportError", "StepModule", "FORMATS", "ENGINES"]
+__all__ = ["export", "ExportError", "StepModule", "FORMATS", "ENGINES", "rounding_tolerance", "ROUNDING_ULPS"]
 
 FORMATS = ("onnx", "torchscript")
 #: The engines that run an exported file, by name (``memad detect --engine``).
@@ -83,6 +86,38 @@ class StepModule(nn.Module):
         self.signal_names = list(out)
         return (torch.stack(list(out.values()), dim=1), error_map,
                 *[memory._buffers[name] for name in self.state_names])
+
+
+#: How many float32 steps a signal may differ by between two engines (sums taken in another order).
+ROUNDING_ULPS = 4
+
+
+def rounding_tolerance(results: Sequence[FrameResult], scorer: Scorer, calibration: Mapping[str, Any]) -> float:
+    """How far float32 rounding of the signals can move the calibrated scores of the streamed ``results``:
+    per signal, the largest change that moving it :data:`ROUNDING_ULPS` float32 steps up or down makes,
+    summed over the signals. A signal whose calibrated range is narrow next to its value (a barely
+    trained memory's distance) turns a rounding step into a visible score difference, which is not a
+    different model.
+
+    >>> from types import SimpleNamespace
+    >>> cal = {"signals": {"psnr": [29.0, 31.0]}}
+    >>> scorer = lambda stats: -stats.normalised("psnr")
+    >>> r = [SimpleNamespace(signals={"psnr": 30.0})]
+    >>> round(rounding_tolerance(r, scorer, cal) / (4 * float(np.spacing(np.float32(30.0))) / 2.0), 6)
+    1.0
+    """
+    raw = {k: np.array([r.signals[k] for r in results], dtype=np.float64) for k in results[0].signals}
+    video = np.zeros(len(results), dtype=np.int64)
+
+    def scores(signals: Mapping[str, np.ndarray]) -> np.ndarray:
+        return calibrated_scores(align(FrameStats(video, signals), calibration), scorer, calibration["signals"],
+                                 calibration)
+
+    base, total = scores(raw), 0.0
+    for name, values in raw.items():
+        step = ROUNDING_ULPS * np.spacing(np.abs(values).astype(np.float32)).astype(np.float64)
+        total += max(float(np.max(np.abs(scores({**raw, name: values + sign * step}) - base))) for sign in (1, -1))
+    return total
 
 
 def _require_deploy_extras(fmt: str) -> None:
@@ -181,7 +216,7 @@ def export(model: TorchModel, path: str | Path, fmt: str = "onnx", *, data: Any 
            atol: float = 1e-4) -> dict[str, Any]:
     """Export ``model``'s per-frame step to ``path`` (``fmt``: onnx or torchscript); returns a report
     with the largest absolute score difference from PyTorch on the check sequence (the file is
-    removed, and an error raised, when it exceeds ``atol``)."""
+    removed, and an error raised, when it exceeds ``atol`` plus :func:`rounding_tolerance`)."""
     if fmt not in FORMATS:
         raise ConfigError(f"--format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
     _require_deploy_extras(fmt)
@@ -195,7 +230,10 @@ def export(model: TorchModel, path: str | Path, fmt: str = "onnx", *, data: Any 
     # The exported step computes in fp32 and the default layout: so must the PyTorch reference.
     network.config["test"].update(amp=False, channels_last=False)
     twin = TorchStepModel(network, model.scorer, cal, model.threshold_)
-    reference = np.array([r.score for r in stream(twin, list(torch.from_numpy(check_frames)), device="cpu")])
+    results = list(stream(twin, list(torch.from_numpy(check_frames)), device="cpu"))
+    reference = np.array([r.score for r in results])
+    rounding = rounding_tolerance(results, model.scorer, cal)
+    allowed = atol + rounding
     step = StepModule(network, default_map_hw(model.config))
     clip = torch.from_numpy(check_frames[:model.clip_length][None].copy())
     state = [b.detach().clone() for b in network.memory.buffers()]
@@ -205,7 +243,7 @@ def export(model: TorchModel, path: str | Path, fmt: str = "onnx", *, data: Any 
                  "signals": step.signal_names, "state_names": step.state_names,
                  "state": [npy_text(s.numpy()) for s in state], "clip_length": model.clip_length,
                  "score_offset": model.score_offset,
-                 "check": {"frames": npy_text(check_frames), "scores": reference.tolist(), "atol": atol}})
+                 "check": {"frames": npy_text(check_frames), "scores": reference.tolist(), "atol": allowed}})
     text = json.dumps(meta, default=str)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
@@ -228,10 +266,10 @@ def export(model: TorchModel, path: str | Path, fmt: str = "onnx", *, data: Any 
                               f"makes a component exportable)") from exc
     try:
         meta_read, run = _read(tmp)
-        diff = check_scores(ExportedModel(tmp, meta_read, run), check_frames, reference, atol, "export check")
+        diff = check_scores(ExportedModel(tmp, meta_read, run), check_frames, reference, allowed, "export check")
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     tmp.replace(path)
     return {"path": str(path), "format": fmt, "max_abs_score_difference": diff, "check_frames": len(check_frames),
-            "scores_checked": len(reference), "atol": atol}
+            "scores_checked": len(reference), "atol": allowed, "rounding_tolerance": rounding}

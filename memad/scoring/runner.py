@@ -112,7 +112,7 @@ def video_signals(network: Network, videos: VideoSet, *, only: list[int] | None 
     finally:
         network.train(was_training)
     stats = frame_stats(raw, videos.video_index[frame_idx])
-    for name in stats.names:
+    for name in stats.signals:  # in the step's order: mse, the root of any other non-finite signal, first
         _check_finite(name, stats[name], stats, videos, frame_idx, "the model's output is not finite")
     return SignalRun(raw, frame_idx, stats, seconds)
 
