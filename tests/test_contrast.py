@@ -71,3 +71,18 @@ def test_contrast_scores_stream_and_export_as_eval_scores_them(tmp_path):
     model = load_exported(tmp_path / "contrast.onnx")
     assert "contrast" in model.step(video.frames[:5].numpy()[None])
     np.testing.assert_allclose(model.scores(video.frames.numpy()), offline, atol=1e-4, rtol=0)
+
+
+def test_memad_calibrate_with_the_contrast_scorer_recalibrates_without_a_stale_warning(tmp_path, recwarn):
+    from memad.cli import main
+
+    det = memad.build("mnad_pred", **tiny(train={"max_steps_per_epoch": 2}))
+    fit_and_calibrate(det, SPEC)
+    path = det.save(tmp_path / "pred.pt")
+    recwarn.clear()
+    assert main(["calibrate", str(path), "--data", "synthetic",
+                 "--set", "scorer.name=contrast", "--out", str(tmp_path / "contrast.pt")]) == 0
+    assert not [w for w in recwarn if "stored calibration" in str(w.message)]  # calibrate replaces it: no advice
+    again = memad.load(tmp_path / "contrast.pt")
+    assert again.config["scorer"]["name"] == "contrast" and "contrast" in again.calibration_["signals"]
+    assert again.threshold_ != det.threshold_

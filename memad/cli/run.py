@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -189,7 +190,9 @@ def setup_calibrate(p: argparse.ArgumentParser) -> Handler:
         from ..outputs import out_file
 
         target = out_file(args.out or args.checkpoint, suffixes=(".pt",), default_name=Path(args.checkpoint).name)
-        det = load(args.checkpoint, overrides=overrides(args))
+        with warnings.catch_warnings():  # a --set that changes the scores drops the old calibration: this replaces it
+            warnings.filterwarnings("ignore", message=".*changes the scores, so the stored calibration")
+            det = load(args.checkpoint, overrides=overrides(args))
         det.calibrate(args.data, false_alarm_rate=args.false_alarm_rate, videos=args.videos)
         update_checkpoint(args.checkpoint, target, config=det.config, calibration=det.calibration_,
                           threshold=det.threshold_)
