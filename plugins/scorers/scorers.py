@@ -32,7 +32,20 @@ class _Normalising(Scorer):
         return {"normalise": self.normalise}
 
 
-class WeightedScorer(_Normalising):
+class _Mixed(_Normalising):
+    """A scorer that mixes a signal with the feature distance by ``weight``, in [0, 1]."""
+
+    def __init__(self, weight: float, normalise: Normalise):
+        if not 0.0 <= weight <= 1.0:
+            raise ValueError(f"scorer.weight: expected a value in [0, 1], got {weight!r}")
+        super().__init__(normalise)
+        self.weight = weight
+
+    def config(self):
+        return {"weight": self.weight, "normalise": self.normalise}
+
+
+class WeightedScorer(_Mixed):
     """The paper's score: ``1 - [w g(PSNR) + (1 - w)(1 - g(D))]``, g = min-max per video.
 
     Without a feature distance (no memory), it is ``1 - g(PSNR)``.
@@ -41,10 +54,7 @@ class WeightedScorer(_Normalising):
     requires = ("psnr",)
 
     def __init__(self, weight: float = 0.6, normalise: Normalise = "video"):
-        if not 0.0 <= weight <= 1.0:
-            raise ValueError(f"scorer.weight: expected a value in [0, 1], got {weight!r}")
-        super().__init__(normalise)
-        self.weight = weight
+        super().__init__(weight, normalise)
 
     def __call__(self, stats: FrameStats) -> np.ndarray:
         g_psnr = stats.normalised("psnr", self.normalise)
@@ -53,11 +63,8 @@ class WeightedScorer(_Normalising):
         g_dist = stats.normalised("distance", self.normalise)
         return 1.0 - (self.weight * g_psnr + (1.0 - self.weight) * (1.0 - g_dist))
 
-    def config(self):
-        return {"weight": self.weight, "normalise": self.normalise}
 
-
-class ContrastScorer(_Normalising):
+class ContrastScorer(_Mixed):
     """``w g(contrast) + (1 - w) g(D)``: how much the frame's worst region's prediction error exceeds its
     whole error (:func:`memad.scoring.step.local_contrast`), mixed with the feature distance when ``weight``
     is below 1 and the memory reports one.
@@ -75,19 +82,13 @@ class ContrastScorer(_Normalising):
     requires = ("contrast",)
 
     def __init__(self, weight: float = 1.0, normalise: Normalise = "video"):
-        if not 0.0 <= weight <= 1.0:
-            raise ValueError(f"scorer.weight: expected a value in [0, 1], got {weight!r}")
-        super().__init__(normalise)
-        self.weight = weight
+        super().__init__(weight, normalise)
 
     def __call__(self, stats: FrameStats) -> np.ndarray:
         g_contrast = stats.normalised("contrast", self.normalise)
         if stats.distance is None or self.weight == 1.0:
             return g_contrast
         return self.weight * g_contrast + (1.0 - self.weight) * stats.normalised("distance", self.normalise)
-
-    def config(self):
-        return {"weight": self.weight, "normalise": self.normalise}
 
 
 class PSNRScorer(_Normalising):
