@@ -78,7 +78,7 @@ def video_threshold(scores: np.ndarray, video: np.ndarray, false_alarm_rate: flo
 
 
 def calibrated_scores(stats: FrameStats, scorer: Scorer, ranges: Mapping[str, list[float]],
-                       scoring: Mapping[str, Any]) -> np.ndarray:
+                      scoring: Mapping[str, Any]) -> np.ndarray:
     """``scorer``'s scores of ``stats`` scaled by ``ranges``, relative to each video's floor under ``scoring``."""
     return relative_scores(scorer(stats.with_calibration(ranges)), stats.video, scoring)
 
