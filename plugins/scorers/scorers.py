@@ -69,9 +69,10 @@ class ContrastScorer(_Mixed):
     whole error (:func:`memad.scoring.step.local_contrast`), mixed with the feature distance when ``weight``
     is below 1 and the memory reports one.
 
-    An error spread over the whole frame, as another camera's noise, light, texture or slow drift gives,
-    leaves ``contrast`` as it is, so calibrated scores move less from one scene to the next than PSNR's
-    (docs/deploy.md); an anomaly that covers most of the frame raises it less than PSNR's.
+    A gain on the whole frame's error leaves ``contrast`` as it is, and an anomaly that covers most of the
+    frame raises it less than PSNR's. Whether its calibrated threshold holds on scenes unlike the
+    calibration videos depends on the scenes: it held on one draw of ``scenes`` and not on another
+    (docs/deploy.md).
 
     >>> import numpy as np
     >>> stats = FrameStats(np.array([0, 0]), {"psnr": np.array([30., 20.]), "contrast": np.array([.5, 1.5])})
