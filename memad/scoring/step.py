@@ -36,8 +36,9 @@ CONTRAST_GRID, CONTRAST_WINDOW = 16, 4
 
 def local_contrast(err: Tensor, eps: float = 1e-8) -> Tensor:
     """Per sample of the squared error ``err`` ``(B, C, H, W)``: ``log`` of the worst region's mean error over
-    the frame's mean error. An error spread over the whole frame (another camera's noise, light or texture)
-    leaves it unchanged; an error concentrated in one region (an object that moves unlike the rest) raises it.
+    the frame's mean error. A gain on the whole frame's error leaves it unchanged and an even error gives 0;
+    an error concentrated in one region (an object that moves unlike the rest) raises it. An error added
+    evenly (camera noise) lowers it, so it is not invariant to everything that differs between cameras.
 
     >>> err = torch.zeros(2, 1, 64, 64); err[0] += 0.1; err[1, :, :16, :16] = 0.1
     >>> [round(v, 2) for v in local_contrast(err).tolist()]  # log 1 (uniform), log 16 (in a sixteenth)
