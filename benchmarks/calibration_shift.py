@@ -86,19 +86,26 @@ def _setting(result: dict[str, Any]) -> str:
                       for k, v in overrides.items()) or "defaults"
 
 
+def _calibration_videos(result: dict[str, Any]) -> str:
+    """How many videos each seed was calibrated on (``-`` where the result file does not say)."""
+    counts = {len(r["calibration_videos"]) for r in result["rows"] if r.get("calibration_videos")}
+    return "/".join(str(n) for n in sorted(counts)) or "-"
+
+
 def table(results: list[dict[str, Any]]) -> str:
     """The results as one Markdown table: a row per dataset and setting, the seeds in each cell."""
     def seeds(rows, get, fmt):
         return ", ".join(fmt(get(r)) for r in rows)
 
-    lines = ["| data | setting | false alarms, `memad eval` | false alarms, `memad detect` | worst test video | "
-             "F1 | calibrated AUROC | per-video min-max AUROC |", "|---|---|---|---|---:|---|---|---|"]
+    lines = ["| data | setting | calibration videos | false alarms, `memad eval` | false alarms, `memad detect` | "
+             "worst test video | F1 | calibrated AUROC | per-video min-max AUROC |",
+             "|---|---|---:|---|---|---:|---|---|---|"]
     pct = "{:.1f}%".format
     for result in results:
         rows = result["rows"]
         detect = (seeds(rows, lambda r: 100 * r["detect"]["false_alarm_rate"], pct)
                   if all("detect" in r for r in rows) else "-")
-        lines.append(f"| {Path(result['data']).name} | {_setting(result)} | "
+        lines.append(f"| {Path(result['data']).name} | {_setting(result)} | {_calibration_videos(result)} | "
                      f"{seeds(rows, lambda r: 100 * r['false_alarm_rate'], pct)} | {detect} | "
                      f"{100 * max(r['per_video_max'] for r in rows):.0f}% | "
                      f"{seeds(rows, lambda r: r['f1'], '{:.3f}'.format)} | "
@@ -132,7 +139,8 @@ def plot(results: list[dict[str, Any]], out: Path) -> None:
         ax.axhline(asked, color="k", ls="--", lw=1)
         ax.axhline(asked + 2, color="red", ls=":", lw=1)
         ax.set_ylim(0, cap + 1)
-        ax.set_xticks(range(len(group)), [_setting(r).replace(" + ", "\n+ ") for r in group], fontsize=8)
+        ax.set_xticks(range(len(group)), [f"{_setting(r)} ({_calibration_videos(r)} cal. videos)".replace(" + ", "\n+ ")
+                                          .replace(" (", "\n(") for r in group], fontsize=7)
         ax.set_title(f"{name}: bars = seeds, dots = test videos", fontsize=9)
         ax.set_ylabel("% normal frames flagged", fontsize=8)
     fig.suptitle("false alarms at the calibrated threshold for 1% asked (dashed), 2 points above (dotted)",

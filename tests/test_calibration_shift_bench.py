@@ -50,15 +50,18 @@ def test_detect_scores_every_test_video_as_eval_does_when_the_memory_restarts_pe
 def test_the_table_gives_each_seed_and_the_setting(bench):
     row = {"false_alarm_rate": 0.014, "per_video_max": 0.04, "f1": 0.8, "calibrated_frame_auroc": 0.96,
            "frame_auroc_per_video_minmax": 0.95, "detect": {"false_alarm_rate": 0.011}}
-    result = {"data": "synthetic", "overrides": {"test.relative": 128}, "rows": [row, {**row, "f1": 0.7}]}
+    result = {"data": "synthetic", "overrides": {"test.relative": 128},
+              "rows": [{**row, "calibration_videos": ["02", "04"]},
+                       {**row, "f1": 0.7, "calibration_videos": ["03", "07"]}]}
     line = bench.table([result]).splitlines()[-1]
-    assert line == ("| synthetic | relative=128 | 1.4%, 1.4% | 1.1%, 1.1% | 4% | 0.800, 0.700 | 0.960, 0.960 | "
+    assert line == ("| synthetic | relative=128 | 2 | 1.4%, 1.4% | 1.1%, 1.1% | 4% | 0.800, 0.700 | 0.960, 0.960 | "
                     "0.950, 0.950 |")
 
 
 def test_a_scorer_setting_is_named_by_its_section_and_the_paper_auroc_is_the_trained_scorers(bench):
     assert bench._setting({"overrides": {"scorer.name": "contrast", "test.relative": 64}}) == \
         "scorer=contrast + relative=64"
+    assert bench._calibration_videos({"rows": [{"calibration_videos": ["1", "2", "3"]}, {}]}) == "3"
     # the paper's per-video min-max AUROC comes from the checkpoint's own scorer (PSNR here), whatever scored
     trained = SimpleNamespace(scorer=lambda stats: -stats.psnr)
     stats = FrameStats(np.array([0, 0, 0, 0]), {"psnr": np.array([30.0, 20.0, 29.0, 28.0])})
