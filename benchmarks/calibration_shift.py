@@ -139,8 +139,8 @@ def plot(results: list[dict[str, Any]], out: Path) -> None:
         ax.axhline(asked, color="k", ls="--", lw=1)
         ax.axhline(asked + 2, color="red", ls=":", lw=1)
         ax.set_ylim(0, cap + 1)
-        ax.set_xticks(range(len(group)), [f"{_setting(r)} ({_calibration_videos(r)} cal. videos)".replace(" + ", "\n+ ")
-                                          .replace(" (", "\n(") for r in group], fontsize=7)
+        labels = [f"{_setting(r)}\n({_calibration_videos(r)} cal. videos)".replace(" + ", "\n+ ") for r in group]
+        ax.set_xticks(range(len(group)), labels, fontsize=7)
         ax.set_title(f"{name}: bars = seeds, dots = test videos", fontsize=9)
         ax.set_ylabel("% normal frames flagged", fontsize=8)
     fig.suptitle("false alarms at the calibrated threshold for 1% asked (dashed), 2 points above (dotted)",
