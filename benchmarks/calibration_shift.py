@@ -10,7 +10,10 @@ threshold the share of normal frames flagged is reported overall (against the ra
 calibration's own cross-validated estimate, ``check_false_alarm_rate``), per test video (min, median,
 max, and the videos with no anomaly), and by distance from the nearest anomalous frame of the same
 video (1-2, 3-10, over 10 frames, none in the video). The paper's per-video min-max AUROC (of the
-checkpoint's own scorer, whatever ``--set scorer.*`` asks) is given next to the calibrated one.
+checkpoint's own scorer, whatever ``--set scorer.*`` asks) is given next to the calibrated one, pooled over
+all test videos, pooled over the videos that hold normal frames (a video anomalous throughout has no
+normal frame to set a causal baseline by, while min-max spreads it over [0, 1] from its whole length) and
+as the mean per video.
 
     OMP_NUM_THREADS=1 python benchmarks/calibration_shift.py --data synthetic runs/q/runs/mnad_pred/seed*/checkpoint.pt
 
@@ -53,6 +56,19 @@ def distance_to_event(labels: np.ndarray, video: np.ndarray) -> np.ndarray:
         if len(events):
             out[idx] = np.abs(idx[:, None] - events[None, :]).min(axis=1)
     return out
+
+
+def auroc_with_normal_frames(scores: np.ndarray, labels: np.ndarray, video: np.ndarray) -> float | None:
+    """The frame AUROC pooled over the videos that hold at least one normal frame (None without both classes).
+
+    >>> auroc_with_normal_frames(np.array([.1, .9, .2, .5]), np.array([0, 1, 1, 1]), np.array([0, 0, 1, 1]))
+    1.0
+    """
+    from sklearn.metrics import roc_auc_score
+
+    labels = np.asarray(labels)
+    keep = np.isin(video, np.unique(video[labels == 0]))
+    return float(roc_auc_score(labels[keep], np.asarray(scores)[keep])) if len(np.unique(labels[keep])) == 2 else None
 
 
 def shift_report(scores: Any, threshold: float) -> dict[str, Any]:
@@ -98,9 +114,13 @@ def table(results: list[dict[str, Any]]) -> str:
         return ", ".join(fmt(get(r)) for r in rows)
 
     lines = ["| data | setting | calibration videos | false alarms, `memad eval` | false alarms, `memad detect` | "
-             "worst test video | F1 | calibrated AUROC | per-video min-max AUROC |",
-             "|---|---|---:|---|---|---:|---|---|---|"]
+             "worst test video | F1 | calibrated AUROC | per-video min-max AUROC | calibrated AUROC, videos with "
+             "normal frames | min-max AUROC, videos with normal frames |",
+             "|---|---|---:|---|---|---:|---|---|---|---|---|"]
     pct = "{:.1f}%".format
+
+    def auroc(r, key):
+        return "-" if r.get(key) is None else f"{r[key]:.3f}"
     for result in results:
         rows = result["rows"]
         detect = (seeds(rows, lambda r: 100 * r["detect"]["false_alarm_rate"], pct)
@@ -110,7 +130,9 @@ def table(results: list[dict[str, Any]]) -> str:
                      f"{100 * max(r['per_video_max'] for r in rows):.0f}% | "
                      f"{seeds(rows, lambda r: r['f1'], '{:.3f}'.format)} | "
                      f"{seeds(rows, lambda r: r['calibrated_frame_auroc'], '{:.3f}'.format)} | "
-                     f"{seeds(rows, lambda r: r['frame_auroc_per_video_minmax'], '{:.3f}'.format)} |")
+                     f"{seeds(rows, lambda r: r['frame_auroc_per_video_minmax'], '{:.3f}'.format)} | "
+                     f"{seeds(rows, lambda r: auroc(r, 'calibrated_frame_auroc_videos_with_normal'), str)} | "
+                     f"{seeds(rows, lambda r: auroc(r, 'frame_auroc_per_video_minmax_videos_with_normal'), str)} |")
     return "\n".join(lines)
 
 
@@ -196,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
                "f1": metrics.get("f1"), "frame_auroc_per_video_minmax": paper_auroc(trained, scores),
                "scorer": det.config["scorer"]["name"], "scorer_frame_auroc_per_video": metrics["frame_auroc"],
                "calibrated_frame_auroc": metrics.get("calibrated_frame_auroc"),
+               **auroc_breakdown(trained, scores),
                **shift_report(scores, det.threshold_)}
         if args.detect:
             row["detect"] = detect_report(det, scores, args.data)
@@ -207,7 +230,9 @@ def main(argv: list[str] | None = None) -> int:
               f"per video {100 * row['per_video_min']:.0f}-{100 * row['per_video_max']:.0f}% "
               f"(median {100 * row['per_video_median']:.1f}%); by distance {dist}; F1 {row['f1']:.3f}; "
               f"AUROC min-max {row['frame_auroc_per_video_minmax']:.3f}, "
-              f"calibrated {row['calibrated_frame_auroc']:.3f}", flush=True)
+              f"calibrated {row['calibrated_frame_auroc']:.3f} (videos with normal frames: min-max "
+              f"{row['frame_auroc_per_video_minmax_videos_with_normal']:.3f}, calibrated "
+              f"{row['calibrated_frame_auroc_videos_with_normal']:.3f})", flush=True)
         if args.detect:
             d = row["detect"]
             print(f"  memad detect: false alarms {100 * d['false_alarm_rate']:.1f}% of {d['normal_frames']} normal "
@@ -230,6 +255,19 @@ def paper_auroc(trained: Any, scores: Any) -> float:
     from sklearn.metrics import roc_auc_score
 
     return float(roc_auc_score(scores.labels, trained.scorer(scores.stats)))
+
+
+def auroc_breakdown(trained: Any, scores: Any) -> dict[str, float | None]:
+    """The calibrated and the per-video min-max frame AUROC (``trained``'s scorer) pooled over the videos of
+    ``scores`` that hold normal frames, and as the mean per video (videos with both classes)."""
+    from memad.metrics.frame import frame_auroc_macro
+
+    y, video = np.asarray(scores.labels), np.asarray(scores.video)
+    minmax = trained.scorer(scores.stats)
+    return {"calibrated_frame_auroc_videos_with_normal": auroc_with_normal_frames(scores.calibrated, y, video),
+            "frame_auroc_per_video_minmax_videos_with_normal": auroc_with_normal_frames(minmax, y, video),
+            "calibrated_frame_auroc_macro": frame_auroc_macro(scores.calibrated, y, video, single_class="skip"),
+            "frame_auroc_macro": frame_auroc_macro(minmax, y, video, single_class="skip")}
 
 
 def detect_report(det: Any, scores: Any, data: str) -> dict[str, Any]:

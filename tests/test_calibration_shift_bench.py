@@ -51,11 +51,26 @@ def test_the_table_gives_each_seed_and_the_setting(bench):
     row = {"false_alarm_rate": 0.014, "per_video_max": 0.04, "f1": 0.8, "calibrated_frame_auroc": 0.96,
            "frame_auroc_per_video_minmax": 0.95, "detect": {"false_alarm_rate": 0.011}}
     result = {"data": "synthetic", "overrides": {"test.relative": 128},
-              "rows": [{**row, "calibration_videos": ["02", "04"]},
-                       {**row, "f1": 0.7, "calibration_videos": ["03", "07"]}]}
+              "rows": [{**row, "calibration_videos": ["02", "04"], "calibrated_frame_auroc_videos_with_normal": 0.9,
+                        "frame_auroc_per_video_minmax_videos_with_normal": 0.85},
+                       {**row, "f1": 0.7, "calibration_videos": ["03", "07"]}]}  # a file from before those fields
     line = bench.table([result]).splitlines()[-1]
     assert line == ("| synthetic | relative=128 | 2 | 1.4%, 1.4% | 1.1%, 1.1% | 4% | 0.800, 0.700 | 0.960, 0.960 | "
-                    "0.950, 0.950 |")
+                    "0.950, 0.950 | 0.900, - | 0.850, - |")
+
+
+def test_the_auroc_over_videos_with_normal_frames_leaves_out_a_video_anomalous_throughout(bench):
+    # video 0: normal 30 and 28 dB, anomalous 20 and 29; video 1 anomalous throughout
+    stats = FrameStats(np.repeat([0, 1], [4, 2]), {"psnr": np.array([30.0, 20.0, 29.0, 28.0, 25.0, 24.0])})
+    scores = SimpleNamespace(labels=np.array([0, 1, 1, 0, 1, 1]), video=stats.video, stats=stats,
+                             calibrated=np.array([0.0, 1.0, 0.7, 0.6, 0.2, 0.3]))
+    out = bench.auroc_breakdown(SimpleNamespace(scorer=lambda s: -s.psnr), scores)
+    # calibrated, video 0 alone: both anomalous frames above both normal ones; pooled with video 1 it is 6/8
+    assert out["calibrated_frame_auroc_videos_with_normal"] == pytest.approx(1.0)
+    assert bench.auroc_with_normal_frames(np.arange(6.0), scores.labels, np.zeros(6)) == pytest.approx(0.75)
+    # -PSNR on video 0: 3 of 4 pairs (29 dB sits above 28); the macro mean skips the one-class video 1
+    assert out["frame_auroc_per_video_minmax_videos_with_normal"] == pytest.approx(0.75)
+    assert out["frame_auroc_macro"] == pytest.approx(0.75) and out["calibrated_frame_auroc_macro"] == pytest.approx(1.0)
 
 
 def test_a_scorer_setting_is_named_by_its_section_and_the_paper_auroc_is_the_trained_scorers(bench):

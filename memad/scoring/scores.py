@@ -103,7 +103,8 @@ class Scores:
         ``frame_auroc_per_scene`` (None unless the dataset declares scenes), ``frame_auroc_ci95``
         (the bootstrap interval over test videos: ``resamples`` draws, numpy seed ``seed``),
         ``pixel_auroc``, ``rbdc`` and ``tbdc`` (None without pixel masks), ``fps``, counts. With
-        calibrated scores also ``calibrated_frame_auroc`` and, given the calibrated ``threshold``,
+        calibrated scores also ``calibrated_frame_auroc`` (and ``calibrated_frame_auroc_macro``, its mean
+        per video) and, given the calibrated ``threshold``,
         precision, recall, F1 and the false-alarm rate on normal frames at it, and the events an
         operator would see there: ``event_recall``, ``false_alarms_per_1000`` (normal frames),
         ``delay_median`` and ``delay_p90`` (frames).
@@ -130,6 +131,7 @@ class Scores:
         if self.calibrated is not None:
             cal = frame_metrics(self.calibrated, self.labels, self.video)
             out["calibrated_frame_auroc"] = cal["frame_auroc"]
+            out["calibrated_frame_auroc_macro"] = cal["frame_auroc_macro"]
             if threshold is not None:
                 at = precision_recall_f1(self.labels, (self.calibrated >= threshold).astype(np.int8))
                 out.update(threshold=float(threshold), **at)
