@@ -1,7 +1,7 @@
 """Does the calibrated threshold hold on videos the calibration never saw? The false-alarm rate on
 normal test frames at it: overall, per test video, and by distance from the nearest anomalous frame.
 ``--set test.KEY=VALUE`` (or ``scorer.KEY=VALUE``) recalibrates each checkpoint on the same held-out videos
-with that scoring setting first (``test.warmup``, ``test.relative``, ``test.threshold_over``,
+with that scoring setting first (``test.warmup``, ``test.smooth``, ``test.relative``, ``test.threshold_over``,
 ``scorer.name=contrast``).
 
 For each calibrated checkpoint (trained with ``train.holdout``, so calibrated on held-out training
@@ -178,8 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data")
     ap.add_argument("--set", action="append", default=[], metavar="test.KEY=VALUE", dest="overrides",
                     help="recalibrate on the same held-out videos with this scoring setting (test.warmup=8, "
-                         "test.relative=128, test.threshold_over=videos, scorer.name=contrast; repeatable; default: "
-                         "as calibrated)")
+                         "test.smooth=3, test.relative=128, test.threshold_over=videos, scorer.name=contrast; "
+                         "repeatable; default: as calibrated)")
     ap.add_argument("--detect", action="store_true",
                     help="also run `memad detect` on every test video and measure the same rates from its scores.csv")
     ap.add_argument("--out", type=Path)
@@ -211,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         scores = det.score(args.data, keep_maps=0)
         metrics = scores.metrics(threshold=det.threshold_, resamples=50)
         row = {"checkpoint": str(path), "seed": det.config["train"]["seed"],
-               **{k: det.calibration_.get(k) for k in ("warmup", "relative", "threshold_over")},
+               **{k: det.calibration_.get(k) for k in ("warmup", "smooth", "relative", "threshold_over")},
                "asked": det.calibration_["false_alarm_rate"],
                "cross_validated_estimate": det.calibration_.get("check_false_alarm_rate"),
                "calibration_videos": det.calibration_.get("videos"), "calibration_frames": det.calibration_["frames"],

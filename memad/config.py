@@ -143,15 +143,23 @@ class TestConfig:
     #: apply (memad.scoring.baseline), for footage whose scenes differ from video to video. It assumes
     #: videos start normal; 0 leaves the signals as they are. Read when calibrating, kept in the calibration.
     warmup: int = field(default=0, metadata=_range(0))
+    #: Each video's (and stream's) calibrated score averaged over its last ``smooth`` frames, the frame's own
+    #: included (a causal moving average, before ``relative``'s floor; memad.scoring.baseline): one noisy
+    #: normal frame no longer sets the threshold, an event of several frames keeps its level, and a
+    #: decision lags by about ``(smooth - 1) / 2`` frames. 0 or 1 leaves the scores as they are.
+    smooth: int = field(default=3, metadata=_range(0))
     #: Each video's (and stream's) calibrated score minus the 10% quantile of its last ``relative``
     #: 5-frame averages (memad.scoring.baseline): an online per-video min-max, for scenes that differ
-    #: from video to video. Unlike ``warmup`` it does not assume that videos start normal; an event much
+    #: from video to video. Unlike ``warmup`` it does not assume that videos start normal, but a stream
+    #: that starts inside an event takes it for its floor (its first frame scores 0), and an event much
     #: longer than ``relative`` frames lifts the floor. 0 leaves the scores as they are.
-    relative: int = field(default=0, metadata=_range(0))
+    relative: int = field(default=128, metadata=_range(0))
     #: What the threshold holds for: "frames" (a new normal frame like the calibration frames exceeds it
     #: with probability at most the rate) or "videos" (also no lower than any calibration video's own
     #: 1 - rate quantile: a new video like them flags at most the rate, with probability n / (n + 1)).
-    threshold_over: Literal["frames", "videos"] = "frames"
+    #: ``smooth``, ``relative`` and ``threshold_over`` default to what held the rate on footage the
+    #: calibration never saw (docs/deploy.md); 0, 0 and "frames" score each frame on its own.
+    threshold_over: Literal["frames", "videos"] = "videos"
     #: bfloat16 autocast while scoring (eval, calibrate, stream, detect): "auto" turns it on on CUDA
     #: and on CPUs with native bf16 (AMX-BF16 or AVX512-BF16), where with channels-last it scores
     #: mnad_pred at 256x256 3 to 4 times as fast as fp32 for a Ped2 AUROC change of +0.05 points

@@ -116,14 +116,45 @@ def test_relative_scores_remove_a_video_offset_and_ignore_an_event_shorter_than_
     assert np.abs(rel[80:120]).max() < 1.0  # and after it, normal frames sit on the floor again
 
 
-def test_the_stream_relative_score_equals_the_offline_one_frame_by_frame():
+@pytest.mark.parametrize("scoring", [{"relative": 16}, {"smooth": 3, "relative": 16}, {"smooth": 4}])
+def test_the_stream_relative_score_equals_the_offline_one_frame_by_frame(scoring):
     from memad.scoring.baseline import StreamRelative, relative_scores
 
     scores = np.random.default_rng(4).normal(size=90)
-    offline = relative_scores(scores, np.zeros(90, dtype=int), {"relative": 16})
-    online = StreamRelative({"relative": 16})
+    offline = relative_scores(scores, np.zeros(90, dtype=int), scoring)
+    online = StreamRelative(scoring)
     assert [online(float(s)) for s in scores] == offline.tolist()  # the same operations, the same floats
-    assert StreamRelative({"relative": 0})(2.5) == 2.5
+    assert StreamRelative({"relative": 0})(2.5) == 2.5 and StreamRelative({"smooth": 1})(2.5) == 2.5
+
+
+def test_smoothed_scores_by_hand_and_before_the_floor():
+    from memad.scoring.baseline import relative_scores
+
+    scores, video = np.array([0.0, 2.0, 4.0, 10.0, 6.0]), np.array([0, 0, 0, 1, 1])
+    # the mean of each video's last 2 scores; video 1 starts again
+    np.testing.assert_allclose(relative_scores(scores, video, {"smooth": 2}), [0.0, 1.0, 3.0, 10.0, 8.0])
+    # then the floor of those: 5-frame averages of [0, 1, 3] are 0, 0.5, 4/3, their 10% quantile over the
+    # last 2 is 0 + 0.1 * 0.5 at frame 1 and 0.5 + 0.1 * (4/3 - 0.5) at frame 2
+    rel = relative_scores(scores[:3], video[:3], {"smooth": 2, "relative": 2})
+    np.testing.assert_allclose(rel, [0.0, 1.0 - 0.05, 3.0 - (0.5 + 0.1 * (4 / 3 - 0.5))])
+    assert relative_scores(scores, video, {}).tolist() == scores.tolist()  # a calibration from before both
+
+
+def test_smoothing_lowers_the_threshold_of_frame_noise_and_a_sustained_event_reaches_it_more_often():
+    from memad.scoring.calibration import _fit, calibrated_scores
+
+    rng = np.random.default_rng(5)
+    stats = FrameStats(np.repeat([0, 1], 200), {"distance": rng.normal(scale=0.1, size=400)})
+    test = rng.normal(scale=0.1, size=60)
+    test[30:50] += 0.2  # a 20-frame event, 2 noise deviations up: within the frame noise's 1% tail
+    test = FrameStats(np.zeros(60, dtype=int), {"distance": test})
+    found = {}
+    for k in (1, 3):
+        ranges, threshold, _ = _fit(stats, _Distance(), 0.01, (0.0, 1.0), {"smooth": k})
+        found[k] = (calibrated_scores(test, _Distance(), ranges, {"smooth": k})[30:50] >= threshold).mean()
+    # averaged over 3 frames the noise is sqrt(3) smaller, so the threshold is nearer the normal level while
+    # the event's level stays: most of its frames reach it, where one frame at a time few do
+    assert found[3] >= 0.6 and found[3] > found[1] + 0.2
 
 
 def test_a_threshold_over_videos_holds_for_the_videos_a_frame_threshold_lets_through():

@@ -15,7 +15,12 @@ stream scores each frame as it arrives exactly as offline scoring scores it. It 
 starts normal: its first ``W`` scored frames set its baseline, and an anomaly there lowers the scores of
 what follows. The calibration records ``warmup`` and ``baseline`` (the ``r`` per signal).
 
-With ``relative = N > 0`` the calibrated *score* of each video (or stream) is made relative to its own
+With ``smooth = k > 1`` the calibrated *score* of each video (or stream) is first the mean of its last
+``k`` scores, the frame's own included (fewer at the video's start): a frame's decision then rests on
+``k`` frames, so one noisy normal frame sets neither the threshold nor an alarm, while an event lasting
+several frames keeps its level. The decision lags by about ``(k - 1) / 2`` frames.
+
+With ``relative = N > 0`` the calibrated score of each video (or stream) is made relative to its own
 recent past, the online analogue of the paper's per-video min-max:
 
     s'_t = s_t - b_t,   b_t = quantile_q(a_(t-N+1) ... a_t),   a_t = mean(s_(t-k+1) ... s_t),
@@ -25,7 +30,7 @@ recent past, the online analogue of the paper's per-video min-max:
 and that an event lasting less than about ``(1 - q) N`` frames does not lift. It does not assume that a
 video starts normal; before it has ``N`` frames the floor is that of the frames it has (the first frame
 scores 0). Memory is constant (``N`` values per stream). The threshold is fitted on the calibration
-videos' relative scores, and the calibration records ``relative``.
+videos' relative scores, and the calibration records ``smooth`` and ``relative``.
 
 >>> causal_medians(np.array([1., 3., 2., 9., 9.]), np.zeros(5, dtype=int), 3).tolist()
 [1.0, 2.0, 2.0, 2.0, 2.0]
@@ -40,8 +45,8 @@ import numpy as np
 
 from ..interfaces import FrameStats
 
-__all__ = ["causal_medians", "video_baselines", "align", "StreamBaseline", "running_floor", "relative_scores",
-           "StreamRelative", "RELATIVE_QUANTILE", "RELATIVE_SMOOTHING"]
+__all__ = ["causal_medians", "video_baselines", "align", "StreamBaseline", "moving_average", "running_floor",
+           "relative_scores", "StreamRelative", "RELATIVE_QUANTILE", "RELATIVE_SMOOTHING"]
 
 #: The relative score's floor: this quantile of the recent smoothed scores (low, so that it follows a
 #: video's normal frames rather than its events) ...
@@ -109,6 +114,20 @@ def _floor(smoothed: np.ndarray, window: int) -> float:
     return float(np.quantile(smoothed[-window:], RELATIVE_QUANTILE))
 
 
+def moving_average(values: np.ndarray, video: np.ndarray, k: int) -> np.ndarray:
+    """Per frame, the mean of its video's last ``k`` values up to and including it (fewer at the video's start).
+
+    >>> moving_average(np.array([3., 6., 9., 1., 2.]), np.array([0, 0, 0, 1, 1]), 2).tolist()
+    [3.0, 4.5, 7.5, 1.0, 1.5]
+    """
+    values = np.asarray(values, dtype=np.float64)
+    out = np.empty_like(values)
+    for v in np.unique(video):
+        x = values[video == v]  # each mean as the stream takes it (StreamRelative), so both give the same floats
+        out[video == v] = [x[max(0, i - k + 1):i + 1].mean() for i in range(len(x))]
+    return out
+
+
 def running_floor(scores: np.ndarray, video: np.ndarray, window: int) -> np.ndarray:
     """Per frame, its video's floor ``b_t`` (module docstring): the low quantile of the last ``window``
     causal moving averages of its scores, up to and including it.
@@ -116,34 +135,39 @@ def running_floor(scores: np.ndarray, video: np.ndarray, window: int) -> np.ndar
     >>> running_floor(np.array([1., 1., 1., 1., 1., 9., 9.]), np.zeros(7, dtype=int), 4).tolist()
     [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]
     """
-    scores = np.asarray(scores, dtype=np.float64)
-    out = np.empty_like(scores)
+    smoothed = moving_average(scores, video, RELATIVE_SMOOTHING)
+    out = np.empty_like(smoothed)
     for v in np.unique(video):
         idx = np.flatnonzero(video == v)
-        x = scores[idx]
-        smoothed = np.array([x[max(0, i - RELATIVE_SMOOTHING + 1):i + 1].mean() for i in range(len(x))])
-        out[idx] = [_floor(smoothed[:i + 1], window) for i in range(len(x))]
+        out[idx] = [_floor(smoothed[idx[:i + 1]], window) for i in range(len(idx))]
     return out
 
 
 def relative_scores(scores: np.ndarray, video: np.ndarray, calibration: Mapping[str, Any]) -> np.ndarray:
-    """``scores`` made relative to their video's running floor when the calibration asks for it
-    (``relative > 0``), else ``scores`` as they are."""
-    window = int(calibration.get("relative") or 0)
+    """``scores`` averaged over their video's last ``smooth`` frames and then made relative to its running
+    floor, as far as the calibration asks (``smooth > 1``, ``relative > 0``); else ``scores`` as they are."""
+    k, window = int(calibration.get("smooth") or 0), int(calibration.get("relative") or 0)
     scores = np.asarray(scores, dtype=np.float64)
+    if k > 1:
+        scores = moving_average(scores, video, k)
     return scores - running_floor(scores, video, window) if window > 0 else scores
 
 
 class StreamRelative:
-    """The same relative score, one frame at a time: keeps the stream's last scores and smoothed scores."""
+    """The same smoothed and relative score, one frame at a time: keeps the stream's last scores, smoothed
+    scores and their averages."""
 
     def __init__(self, calibration: Mapping[str, Any]):
         self.window = int(calibration.get("relative") or 0)
+        self.last: collections.deque = collections.deque(maxlen=max(int(calibration.get("smooth") or 0), 1))
         self.recent: collections.deque = collections.deque(maxlen=RELATIVE_SMOOTHING)
         self.smoothed: collections.deque = collections.deque(maxlen=max(self.window, 1))
 
     def __call__(self, score: float) -> float:
-        """One frame's calibrated ``score`` made relative (``score`` itself when the calibration is not)."""
+        """One frame's calibrated ``score`` smoothed and made relative (``score`` itself when the calibration
+        asks for neither)."""
+        self.last.append(score)
+        score = float(np.array(self.last).mean())
         if self.window <= 0:
             return score
         self.recent.append(score)

@@ -85,8 +85,8 @@ def calibrated_scores(stats: FrameStats, scorer: Scorer, ranges: Mapping[str, li
 
 def _fit(stats: FrameStats, scorer: Scorer, false_alarm_rate: float, quantiles: tuple[float, float],
          scoring: Mapping[str, Any] | None = None):
-    """Ranges, threshold and the calibrated scores of ``stats``; ``scoring`` holds ``relative`` and
-    ``threshold_over`` (the test config's, as the calibration records them)."""
+    """Ranges, threshold and the calibrated scores of ``stats``; ``scoring`` holds ``smooth``, ``relative``
+    and ``threshold_over`` (the test config's, as the calibration records them)."""
     scoring = scoring or {}
     ranges = fit_ranges(stats, quantiles)
     scores = calibrated_scores(stats, scorer, ranges, scoring)
@@ -191,8 +191,9 @@ def calibrate(model: TorchModel, data: Any, *, false_alarm_rate: float = 0.01, v
     warmup = int(model.config["test"].get("warmup", 0))
     baseline = {"warmup": warmup, "baseline": video_baselines(stats, warmup) if warmup > 0 else None}
     stats = align(stats, baseline)  # each video shifted by its own start (test.warmup; a no-op at 0)
-    scoring = {"relative": int(model.config["test"].get("relative", 0)),
-               "threshold_over": model.config["test"].get("threshold_over", "frames")}
+    test = model.config["test"]
+    scoring = {"smooth": int(test.get("smooth", 0)), "relative": int(test.get("relative", 0)),
+               "threshold_over": test.get("threshold_over", "frames")}
     if scoring["threshold_over"] == "videos" and len(chosen) < 4:
         warnings.warn(f"{model.config['name']}: a threshold over videos from {len(chosen)} calibration videos: a new "
                       f"video flags more than {false_alarm_rate:.2%} of its frames with a chance of up to "
