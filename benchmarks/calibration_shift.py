@@ -97,9 +97,16 @@ def shift_report(scores: Any, threshold: float) -> dict[str, Any]:
 
 
 def _setting(result: dict[str, Any]) -> str:
+    """The scoring setting a result file measured: its ``--set`` overrides, else the checkpoints' own
+    calibration, "defaults" or "former defaults" (each frame on its own, memad's defaults before ``smooth``,
+    ``relative`` and ``threshold_over: videos``)."""
     overrides = result.get("overrides") or {}
-    return " + ".join(f"{k.split('.')[-2 if k.endswith('.name') else -1]}={v}"  # scorer.name=X: "scorer=X"
-                      for k, v in overrides.items()) or "defaults"
+    if overrides:
+        return " + ".join(f"{k.split('.')[-2 if k.endswith('.name') else -1]}={v}"  # scorer.name=X: "scorer=X"
+                          for k, v in overrides.items())
+    row = (result.get("rows") or [{}])[0]
+    alone = (row.get("smooth") or 0) <= 1 and not row.get("relative") and row.get("threshold_over") != "videos"
+    return "former defaults" if alone else "defaults"
 
 
 def _calibration_videos(result: dict[str, Any]) -> str:
@@ -146,7 +153,8 @@ def plot(results: list[dict[str, Any]], out: Path) -> None:
     import matplotlib.pyplot as plt
 
     datasets = list(dict.fromkeys(Path(r["data"]).name for r in results))
-    fig, axes = plt.subplots(len(datasets), 1, figsize=(8.5, 2.6 * len(datasets)), squeeze=False)
+    widest = max(sum(Path(r["data"]).name == name for r in results) for name in datasets)
+    fig, axes = plt.subplots(len(datasets), 1, figsize=(max(8.5, 1.7 * widest), 2.6 * len(datasets)), squeeze=False)
     cap = 30.0
     for ax, name in zip(axes[:, 0], datasets):
         group = [r for r in results if Path(r["data"]).name == name]

@@ -92,9 +92,8 @@ class TrainConfig:
     seed: int = 0
     #: "auto" picks CUDA when available.
     device: str = "auto"
-    #: bfloat16 autocast in training: "auto" on CUDA only; true also on CPU (fast where the CPU has
-    #: native bf16, e.g. avx512_bf16 or AMX; emulated and slow elsewhere); false runs float32.
-    #: Scoring has its own switch, ``test.amp``.
+    #: bfloat16 autocast in training: "auto" on CUDA only; true also on CPU (fast with native bf16, e.g.
+    #: avx512_bf16 or AMX; emulated and slow elsewhere); false float32. Scoring's switch: ``test.amp``.
     amp: bool | Literal["auto"] = "auto"
     #: Weights and batches in channels-last layout (NHWC) in training; "auto" turns it on for
     #: CUDA only. Scoring has its own switch, ``test.channels_last``.
@@ -102,10 +101,9 @@ class TrainConfig:
     #: torch.compile the encoder and decoder (training and testing): false, true (mode
     #: "default"), or a mode name. Compiling takes time up front and needs a C++ compiler on CPU.
     compile: bool | Literal["default", "reduce-overhead", "max-autotune"] = False
-    #: Fraction of the training split's videos kept out of training (whole videos, spread over the
-    #: split; at least one when there are two or more) so that the calibration after training
-    #: sees normal footage the model never trained on: a threshold fitted on trained videos fires
-    #: far more often on new normal footage. 0 trains on every video (the paper's protocol).
+    #: Fraction of the training split's videos kept out of training (whole videos, spread over the split;
+    #: at least one of two or more) for the calibration: a threshold fitted on trained videos fires far
+    #: more often on new normal footage. 0 trains on every video (the paper's protocol).
     holdout: float = field(default=0.25, metadata=_range(0, 0.9))
     #: Clips per epoch are all clips of the training videos; this caps them (0 = all).
     max_steps_per_epoch: int = field(default=0, metadata=_range(0))
@@ -133,32 +131,26 @@ class TestConfig:
     #: "never" carries the memory across test videos (official code); "video" restores
     #: the trained memory at the start of each video.
     reset: Literal["never", "video"] = "never"
-    #: After every test-time write, pull the memory's state this share of the way back to the trained
-    #: state (``s <- s + anchor (trained - s)``): writes then fade with a time constant of about
-    #: ``1 / anchor`` passes, so a long stream cannot carry the memory away from what was calibrated.
-    #: 0 leaves the writes as the paper makes them (docs/deploy.md has the measurements).
+    #: After every test-time write, pull the memory's state this share of the way back to the trained one
+    #: (``s <- s + anchor (trained - s)``): writes fade over about ``1 / anchor`` passes, so a long stream
+    #: cannot carry the memory away from what was calibrated. 0: the paper's writes (docs/deploy.md).
     anchor: float = field(default=0.0, metadata=_range(0, 1))
-    #: Each video's (and stream's) first ``warmup`` scored frames set its own baseline: every signal is
-    #: shifted by how their median differs from the calibration videos' before the calibrated ranges
-    #: apply (memad.scoring.baseline), for footage whose scenes differ from video to video. It assumes
-    #: videos start normal; 0 leaves the signals as they are. Read when calibrating, kept in the calibration.
+    #: Each video's (and stream's) first ``warmup`` scored frames set its baseline: every signal is shifted by
+    #: how their median differs from the calibration videos' (memad.scoring.baseline), for scenes that differ
+    #: from video to video. It assumes videos start normal; 0 leaves the signals as they are.
     warmup: int = field(default=0, metadata=_range(0))
-    #: Each video's (and stream's) calibrated score averaged over its last ``smooth`` frames, the frame's own
-    #: included (a causal moving average, before ``relative``'s floor; memad.scoring.baseline): one noisy
-    #: normal frame no longer sets the threshold, an event of several frames keeps its level, and a
-    #: decision lags by about ``(smooth - 1) / 2`` frames. 0 or 1 leaves the scores as they are.
+    #: Each video's (and stream's) calibrated score averaged over its last ``smooth`` frames, before
+    #: ``relative``'s floor (memad.scoring.baseline): one noisy normal frame no longer sets the threshold.
+    #: Decisions lag by about ``(smooth - 1) / 2`` frames; 0 or 1 leaves the scores as they are.
     smooth: int = field(default=3, metadata=_range(0))
     #: Each video's (and stream's) calibrated score minus the 10% quantile of its last ``relative``
-    #: 5-frame averages (memad.scoring.baseline): an online per-video min-max, for scenes that differ
-    #: from video to video. Unlike ``warmup`` it does not assume that videos start normal, but a stream
-    #: that starts inside an event takes it for its floor (its first frame scores 0), and an event much
-    #: longer than ``relative`` frames lifts the floor. 0 leaves the scores as they are.
+    #: 5-frame averages: an online per-video min-max, for scenes that differ from video to video. A stream
+    #: starting inside an event takes it for its floor, as does an event much longer than ``relative``.
     relative: int = field(default=128, metadata=_range(0))
     #: What the threshold holds for: "frames" (a new normal frame like the calibration frames exceeds it
-    #: with probability at most the rate) or "videos" (also no lower than any calibration video's own
-    #: 1 - rate quantile: a new video like them flags at most the rate, with probability n / (n + 1)).
-    #: ``smooth``, ``relative`` and ``threshold_over`` default to what held the rate on footage the
-    #: calibration never saw (docs/deploy.md); 0, 0 and "frames" score each frame on its own.
+    #: with probability at most the rate) or "videos" (also no lower than each calibration video's 1 - rate
+    #: quantile: a new video like them flags at most the rate, with probability n / (n + 1)). These four are
+    #: kept in the calibration; smooth 0, relative 0 and "frames" score each frame on its own (docs/deploy.md).
     threshold_over: Literal["frames", "videos"] = "videos"
     #: bfloat16 autocast while scoring (eval, calibrate, stream, detect): "auto" turns it on on CUDA
     #: and on CPUs with native bf16 (AMX-BF16 or AVX512-BF16), where with channels-last it scores

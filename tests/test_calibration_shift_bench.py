@@ -77,6 +77,9 @@ def test_a_scorer_setting_is_named_by_its_section_and_the_paper_auroc_is_the_tra
     assert bench._setting({"overrides": {"scorer.name": "contrast", "test.relative": 64}}) == \
         "scorer=contrast + relative=64"
     assert bench._calibration_videos({"rows": [{"calibration_videos": ["1", "2", "3"]}, {}]}) == "3"
+    # without overrides, the checkpoints' own calibration: frame by frame (before test.smooth) or today's defaults
+    assert bench._setting({"rows": [{"relative": 0, "threshold_over": "frames"}]}) == "former defaults"
+    assert bench._setting({"rows": [{"smooth": 3, "relative": 128, "threshold_over": "videos"}]}) == "defaults"
     # the paper's per-video min-max AUROC comes from the checkpoint's own scorer (PSNR here), whatever scored
     trained = SimpleNamespace(scorer=lambda stats: -stats.psnr)
     stats = FrameStats(np.array([0, 0, 0, 0]), {"psnr": np.array([30.0, 20.0, 29.0, 28.0])})
