@@ -71,3 +71,18 @@ def test_tiny_run_reports_auroc_against_each_other_digit():
     others = [c for c in per if c != "1"]
     assert len(others) == 9 and all(0.0 <= per[c]["auroc"] <= 1.0 for c in others)
     assert 0.0 <= metrics["frame_auroc"] <= 1.0 and metrics["pixel_auroc"] is None
+
+
+def test_images_are_calibrated_one_by_one_whatever_the_temporal_defaults():
+    # an image set is one "video" of independent images: averaging neighbours or taking a running floor
+    # would mix unrelated images (grouped by category), so the calibration records neither
+    det = memad.build("ae", **tiny(), **{"data.channels": 1, "data.image_size": 16, "train.batch_size": 16})
+    assert det.config["test"]["smooth"] > 1 and det.config["test"]["relative"] > 0
+    det.fit("digits:1")
+    det.calibrate("digits:1")
+    cal = det.calibration_
+    assert (cal["smooth"], cal["relative"], cal["threshold_over"]) == (0, 0, "frames")
+    scores = det.score("digits:1")
+    expected = det.scorer(scores.stats.with_calibration(cal["signals"]))
+    np.testing.assert_allclose(scores.calibrated, expected)
+

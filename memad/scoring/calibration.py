@@ -8,6 +8,10 @@ every later frame by it: ``g(v) = (v - lo) / (hi - lo)``. The scorer's formula i
 (:meth:`memad.interfaces.FrameStats.normalised` applies the ranges), so a calibrated score
 depends on its frame alone and means the same on every video and on a live stream.
 
+An image set (:class:`memad.data.images.ImageSet`) is calibrated and scored image by image: its images
+are not frames of a video, so ``test.smooth``, ``test.relative`` and ``test.threshold_over: videos`` do
+not apply to it (the calibration records 0, 0 and "frames").
+
 The frames calibrated on are normal videos the model did not train on: by default those kept
 out of training (``train.holdout``), since a model's errors on its own training videos are
 lower than on new footage, and a threshold fitted on them fires far more often on new normal
@@ -36,6 +40,7 @@ import numpy as np
 
 from ..data import open_split
 from ..data.clips import holdout_videos
+from ..data.images import ImageSet
 from ..errors import ConfigError, DataError
 from ..interfaces import FrameStats, Scorer
 from .baseline import align, relative_scores, video_baselines
@@ -194,6 +199,8 @@ def calibrate(model: TorchModel, data: Any, *, false_alarm_rate: float = 0.01, v
     test = model.config["test"]
     scoring = {"smooth": int(test.get("smooth", 0)), "relative": int(test.get("relative", 0)),
                "threshold_over": test.get("threshold_over", "frames")}
+    if isinstance(split, ImageSet):  # independent images, not a video: nothing to average over or take a floor of
+        scoring = {"smooth": 0, "relative": 0, "threshold_over": "frames"}
     if scoring["threshold_over"] == "videos" and len(chosen) < 4:
         warnings.warn(f"{model.config['name']}: a threshold over videos from {len(chosen)} calibration videos: a new "
                       f"video flags more than {false_alarm_rate:.2%} of its frames with a chance of up to "
