@@ -57,6 +57,9 @@ class Detector:
         self.history_: list[dict[str, float]] = []
         #: Names of the training videos kept out of training (``train.holdout``), for the calibration.
         self.holdout_videos_: list[str] = []
+        #: What was said before training about the footage ``train.holdout`` keeps for the calibration
+        #: (:func:`memad.scoring.calibration.warn_holdout_shortfall`); :meth:`calibrate` does not say it again.
+        self.holdout_warning_: str | None = None
         self.fit_summary_: dict[str, Any] = {}
 
     # -- the network's parts and shapes ----------------------------------------------------

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 
+import memad
 from memad.cli import main
 from memad.data.clips import holdout_videos
 from memad.scoring.calibration import holdout_shortfall
 
+from .conftest import tiny
 from .test_cli import TINY_SET
 
 
@@ -39,3 +43,25 @@ def test_train_warns_before_training(tmp_path, capsys):
     with pytest.warns(UserWarning, match=r"train\.holdout=0\.25 keeps .* needs at least 999 frames"):
         assert main(["train", "ae", "--data", "synthetic", "--epochs", "1", "--out", str(tmp_path / "r"),
                      "--false-alarm-rate", "0.001", *TINY_SET]) == 0
+
+
+def _said(caught, text: str) -> int:
+    return sum(text in str(w.message) for w in caught)
+
+
+def test_the_shortfall_is_said_once_before_training_not_again_at_calibration(tmp_path):
+    # synthetic holds 8 training videos: train.holdout=0.25 keeps 2, a threshold over videos (the default) wants 4
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["train", "ae", "--data", "synthetic", "--epochs", "1", "--out", str(tmp_path / "r"),
+                     *TINY_SET]) == 0
+    assert _said(caught, "4 videos (test.threshold_over=videos)") == 1
+    assert _said(caught, "a threshold over videos from") == 0
+
+
+def test_calibrating_without_the_check_before_training_still_warns():
+    det = memad.build("ae", **tiny())
+    det.fit("synthetic", epochs=1)
+    assert len(det.holdout_videos_) == 2 and det.holdout_warning_ is None
+    with pytest.warns(UserWarning, match="a threshold over videos from 2 calibration videos"):
+        det.calibrate("synthetic")

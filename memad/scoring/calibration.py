@@ -127,13 +127,15 @@ def _count(n: int, noun: str) -> str:
 
 
 def warn_holdout_shortfall(model: TorchModel, lengths: Sequence[int], false_alarm_rate: float) -> None:
-    """Warn, before training, when ``train.holdout`` of videos of ``lengths`` is too little to calibrate on."""
+    """Warn, before training, when ``train.holdout`` of videos of ``lengths`` is too little to calibrate on
+    (and keep the sentence in ``model.holdout_warning_``: calibrating on those videos then does not repeat it)."""
     cfg = model.config
     if cfg["train"]["holdout"] <= 0:
         return  # calibrate() warns about calibrating on training videos
     short = holdout_shortfall(list(lengths), model.network.clip_length, cfg["train"]["holdout"], false_alarm_rate,
                               cfg["test"].get("threshold_over", "frames"))
     if short:
+        model.holdout_warning_ = short
         warnings.warn(f"{cfg['name']}: {short}", stacklevel=3)
 
 
@@ -201,7 +203,8 @@ def calibrate(model: TorchModel, data: Any, *, false_alarm_rate: float = 0.01, v
                "threshold_over": test.get("threshold_over", "frames")}
     if isinstance(split, ImageSet):  # independent images, not a video: nothing to average over or take a floor of
         scoring = {"smooth": 0, "relative": 0, "threshold_over": "frames"}
-    if scoring["threshold_over"] == "videos" and len(chosen) < 4:
+    said = why == "held out of training" and getattr(model, "holdout_warning_", None)  # warned before training
+    if scoring["threshold_over"] == "videos" and len(chosen) < MIN_VIDEOS["videos"] and not said:
         warnings.warn(f"{model.config['name']}: a threshold over videos from {len(chosen)} calibration videos: a new "
                       f"video flags more than {false_alarm_rate:.2%} of its frames with a chance of up to "
                       f"1 in {len(chosen) + 1}; calibrate on more normal videos of the camera for a firmer bound",
