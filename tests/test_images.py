@@ -35,6 +35,7 @@ def test_generated_folder_loads_with_labels_categories_and_masks(defects):
     train = open_split(defects, "training", _config())
     test = open_split(defects, "testing", _config())
     assert isinstance(train, ImageSet) and isinstance(test, ImageSet)
+    assert train.independent_frames and not open_split("synthetic", "testing", _config()).independent_frames
     assert train.frames.shape == (12, 3, 32, 32) and train.lengths == [12] and set(train.categories) == {"good"}
     assert test.categories == ["good"] * 4 + ["scratch"] * 3 + ["spot"] * 3
     assert test.labels.tolist() == [0] * 4 + [1] * 6

@@ -53,6 +53,11 @@ class ImageSet(VideoSet):
         if len(self.categories) != self.frames.shape[0]:
             raise DataError(f"{self.source}: {len(self.categories)} categories for {self.frames.shape[0]} images")
 
+    @property
+    def independent_frames(self) -> bool:
+        """True: an image set's images are independent of each other."""
+        return True
+
     def to(self, device: torch.device | str) -> "ImageSet":
         return ImageSet(self.frames.to(device), self.names, self.lengths, self.labels, self.masks, self.source,
                         self.frame_files, self.categories)

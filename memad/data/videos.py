@@ -82,6 +82,12 @@ class VideoSet:
         return np.repeat(np.arange(len(self.lengths)), self.lengths)
 
     @property
+    def independent_frames(self) -> bool:
+        """True when the frames are independent images (an image set), not consecutive frames of videos:
+        nothing to average over time, no running floor, no regions of a scene (False here)."""
+        return False
+
+    @property
     def on_disk(self) -> bool:
         """True for a split backed by the on-disk frame cache (``frames`` then maps its file)."""
         return self.store is not None

@@ -40,7 +40,6 @@ import numpy as np
 
 from ..data import open_split
 from ..data.clips import holdout_videos
-from ..data.images import ImageSet
 from ..errors import ConfigError, DataError
 from ..interfaces import FrameStats, Scorer
 from .baseline import align, relative_scores, video_baselines
@@ -201,7 +200,7 @@ def calibrate(model: TorchModel, data: Any, *, false_alarm_rate: float = 0.01, v
     test = model.config["test"]
     scoring = {"smooth": int(test.get("smooth", 0)), "relative": int(test.get("relative", 0)),
                "threshold_over": test.get("threshold_over", "frames")}
-    if isinstance(split, ImageSet):  # independent images, not a video: nothing to average over or take a floor of
+    if split.independent_frames:  # an image set: nothing to average over or take a floor of
         scoring = {"smooth": 0, "relative": 0, "threshold_over": "frames"}
     said = why == "held out of training" and getattr(model, "holdout_warning_", None)  # warned before training
     if scoring["threshold_over"] == "videos" and len(chosen) < MIN_VIDEOS["videos"] and not said:

@@ -193,7 +193,7 @@ def score_videos(model: TorchModel, data: Any, labels: str | Path | None = None,
     videos = open_split(data, "testing", cfg, labels=labels)
     map_hw = tuple(videos.masks.shape[1:]) if videos.masks is not None else default_map_hw(cfg)
     sink = MapSink(videos.masks, model.scorer, keep_top=keep_maps, keep_lowest=keep_lowest, keep_frames=keep_frames,
-                   regions=not getattr(videos, "categories", None))  # an image set's images are not a video
+                   regions=not videos.independent_frames)
     run = video_signals(model.network, videos, only=only, map_hw=map_hw, sink=sink)
     kept = sink.result()
     frame_idx, stats = run.frame, run.stats
