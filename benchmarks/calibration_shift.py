@@ -96,10 +96,22 @@ def shift_report(scores: Any, threshold: float) -> dict[str, Any]:
             "per_video_max": float(rates.max()), "by_distance": by_distance}
 
 
+def per_camera_view(result: dict[str, Any]) -> dict[str, Any]:
+    """A result's per-camera calibrations (``--camera-footage``) as a result of their own, for the figure:
+    each seed's pooled rate and each test video's."""
+    rows = [{"asked": r["asked"], "false_alarm_rate": r["per_camera"]["false_alarm_rate"],
+             "per_video": {k: {"rate": v} for k, v in r["per_camera"]["per_video"].items()}} for r in result["rows"]]
+    counts = {n for r in result["rows"] for n in r["per_camera"]["calibration_videos"]}
+    videos = "/".join(str(n) for n in sorted(counts))
+    return {**result, "rows": rows, "label": f"{_setting(result)}\nper camera", "label_videos": f"{videos} own"}
+
+
 def _setting(result: dict[str, Any]) -> str:
     """The scoring setting a result file measured: its ``--set`` overrides, else the checkpoints' own
     calibration, "defaults" or "former defaults" (each frame on its own, memad's defaults before ``smooth``,
     ``relative`` and ``threshold_over: videos``)."""
+    if "label" in result:
+        return result["label"]
     overrides = result.get("overrides") or {}
     if overrides:
         return " + ".join(f"{k.split('.')[-2 if k.endswith('.name') else -1]}={v}"  # scorer.name=X: "scorer=X"
@@ -111,6 +123,8 @@ def _setting(result: dict[str, Any]) -> str:
 
 def _calibration_videos(result: dict[str, Any]) -> str:
     """How many videos each seed was calibrated on (``-`` where the result file does not say)."""
+    if "label_videos" in result:
+        return result["label_videos"]
     counts = {len(r["calibration_videos"]) for r in result["rows"] if r.get("calibration_videos")}
     return "/".join(str(n) for n in sorted(counts)) or "-"
 
@@ -143,6 +157,32 @@ def table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def camera_table(results: list[dict[str, Any]]) -> str:
+    """The per-camera calibrations of the results that have them (``--camera-footage``), one row per
+    result, the seeds in each cell, next to the rates of the calibration on held-out training videos."""
+    lines = ["| data | setting | calibrated on | false alarms | worst test video | F1 | calibrated AUROC |",
+             "|---|---|---|---|---:|---|---|"]
+
+    def cells(rows: list[dict[str, Any]], worst: float) -> str:
+        def join(key: str, fmt: str) -> str:
+            return ", ".join(fmt.format(r[key]) for r in rows)
+        rates = ", ".join(f"{100 * r['false_alarm_rate']:.1f}%" for r in rows)
+        return (f"{rates} | {100 * worst:.0f}% | {join('f1', '{:.3f}')} | "
+                f"{join('calibrated_frame_auroc', '{:.3f}')} |")
+    for result in results:
+        rows = result["rows"]
+        if not all("per_camera" in r for r in rows):
+            continue
+        cams = [r["per_camera"] for r in rows]
+        name, setting = Path(result["data"]).name, _setting(result)
+        own = "/".join(str(n) for n in sorted({n for c in cams for n in c["calibration_videos"]}))
+        lines.append(f"| {name} | {setting} | held-out training videos ({_calibration_videos(result)}) | "
+                     + cells(rows, max(r["per_video_max"] for r in rows)))
+        lines.append(f"| {name} | {setting} | own camera: `{cams[0]['footage']}` ({own}) | "
+                     + cells(cams, max(max(c["per_video"].values()) for c in cams)))
+    return "\n".join(lines)
+
+
 def plot(results: list[dict[str, Any]], out: Path) -> None:
     """One panel per dataset, one group per setting (result file): each seed's false-alarm rate on all
     normal test frames as a bar and each test video's as a dot; the rate asked and 2 points above it.
@@ -151,6 +191,9 @@ def plot(results: list[dict[str, Any]], out: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    results = [view for r in results for view in
+               ([r, per_camera_view(r)] if all("per_camera" in row for row in r["rows"]) else [r])]
 
     datasets = list(dict.fromkeys(Path(r["data"]).name for r in results))
     widest = max(sum(Path(r["data"]).name == name for r in results) for name in datasets)
@@ -190,6 +233,11 @@ def main(argv: list[str] | None = None) -> int:
                          "repeatable; default: as calibrated)")
     ap.add_argument("--detect", action="store_true",
                     help="also run `memad detect` on every test video and measure the same rates from its scores.csv")
+    ap.add_argument("--camera-footage", metavar="TEMPLATE",
+                    help="also calibrate each test video's own camera: TEMPLATE with {k} (the test video's number "
+                         "from 1) or {name} is the data whose training split holds that camera's normal footage "
+                         "(scenes:seed=0,train=4,camera={k}, or /data/cameras/{name}); each test video is then "
+                         "scored alone at its camera's threshold")
     ap.add_argument("--out", type=Path)
     ap.add_argument("--plot", nargs="+", type=Path, help="only draw these result files side by side into --out")
     args = ap.parse_args(argv)
@@ -198,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
         results = [json.loads(f.read_text()) for f in args.plot]
         plot(results, args.out or RESULTS / "calibration_shift.png")
         print(table(results))
+        if any(all("per_camera" in r for r in result["rows"]) for result in results):
+            print("\n" + camera_table(results))
         return 0
     if not args.checkpoints or not args.data:
         ap.error("expected --data DATA and at least one checkpoint (or --plot FILES)")
@@ -230,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
                **shift_report(scores, det.threshold_)}
         if args.detect:
             row["detect"] = detect_report(det, scores, args.data)
+        if args.camera_footage:
+            row["per_camera"] = per_camera_report(path, overrides, args.data, args.camera_footage)
         rows.append(row)
         dist = ", ".join(f"{k} {'-' if v['rate'] is None else format(100 * v['rate'], '.1f') + '%'}"
                          for k, v in row["by_distance"].items())
@@ -247,6 +299,11 @@ def main(argv: list[str] | None = None) -> int:
                   f"frames "
                   f"({100 * d['normal_frames_in_events']:.1f}% inside events); largest score difference from eval "
                   f"{d['largest_score_difference_from_eval']:.2g}", flush=True)
+        if args.camera_footage:
+            c = row["per_camera"]
+            print(f"  calibrated per camera on {c['footage']}: false alarms {100 * c['false_alarm_rate']:.1f}%, per "
+                  f"video {100 * min(c['per_video'].values()):.0f}-{100 * max(c['per_video'].values()):.0f}%; "
+                  f"F1 {c['f1']:.3f}; calibrated AUROC {c['calibrated_frame_auroc']:.3f}", flush=True)
     tag = re.sub(r"[^A-Za-z0-9]+", "_", Path(args.data).name) + "".join(
         f"_{k.split('.')[-1]}{v}" for k, v in overrides.items())
     out = args.out or RESULTS / f"calibration_shift_{tag}.json"
@@ -276,6 +333,35 @@ def auroc_breakdown(trained: Any, scores: Any) -> dict[str, float | None]:
             "frame_auroc_per_video_minmax_videos_with_normal": auroc_with_normal_frames(minmax, y, video),
             "calibrated_frame_auroc_macro": frame_auroc_macro(scores.calibrated, y, video, single_class="skip"),
             "frame_auroc_macro": frame_auroc_macro(minmax, y, video, single_class="skip")}
+
+
+def per_camera_report(path: Path, overrides: dict[str, Any], data: str, template: str) -> dict[str, Any]:
+    """The deployment path: each test video of ``data`` scored alone (a fresh memory, as ``memad detect``
+    starts a stream) at a threshold calibrated on all videos of its own camera's normal footage (the
+    training split of ``template`` filled with the video's number ``{k}`` and ``{name}``); the false alarms
+    on its normal frames, pooled and per video, and F1 and the calibrated AUROC over the videos pooled."""
+    from sklearn.metrics import f1_score, roc_auc_score
+
+    from memad.data import open_split
+
+    test = open_split(data, "testing", memad.load(path).config)
+    flagged, calibrated, labels, per_video, n_videos = [], [], [], {}, set()
+    for k, name in enumerate(test.names):
+        det = memad.load(path, overrides=overrides or None)  # each camera calibrates its own copy
+        own = open_split(template.format(k=k + 1, name=name), "training", det.config)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # the stored calibration is replaced: the point
+            det.calibrate(own, videos=list(own.names))
+        scores = det.score(test.video(k), keep_maps=0)
+        y, c = np.asarray(scores.labels), np.asarray(scores.calibrated)
+        flags = c >= det.threshold_
+        if (y == 0).any():
+            per_video[name] = float(flags[y == 0].mean())
+        flagged.append(flags), calibrated.append(c), labels.append(y)
+        n_videos.add(len(own.names))
+    y, f, c = np.concatenate(labels), np.concatenate(flagged), np.concatenate(calibrated)
+    return {"footage": template, "calibration_videos": sorted(n_videos), "false_alarm_rate": float(f[y == 0].mean()),
+            "per_video": per_video, "f1": float(f1_score(y, f)), "calibrated_frame_auroc": float(roc_auc_score(y, c))}
 
 
 def detect_report(det: Any, scores: Any, data: str) -> dict[str, Any]:

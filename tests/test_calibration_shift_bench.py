@@ -86,3 +86,24 @@ def test_a_scorer_setting_is_named_by_its_section_and_the_paper_auroc_is_the_tra
     scores = SimpleNamespace(labels=np.array([0, 1, 1, 0]), stats=stats)
     # anomalous 20 and 29 against normal 30 and 28: three of the four pairs ranked right (29 is above 28)
     assert bench.paper_auroc(trained, scores) == pytest.approx(0.75)
+
+
+def test_each_test_video_is_scored_at_its_own_cameras_threshold(bench, tmp_path):
+    data, footage = "scenes:train=3,test=2,frames=20,test_frames=40", "scenes:train=4,frames=20,test=2,camera={k}"
+    det = memad.build("mnad_pred", **tiny(train={"max_steps_per_epoch": 3}))
+    det.fit(data)
+    det.calibrate(data)
+    path = det.save(tmp_path / "checkpoint.pt")
+    report = bench.per_camera_report(path, {}, data, footage)
+    assert report["calibration_videos"] == [4] and set(report["per_video"]) == {"01", "02"}
+    # By hand: video 2 alone, calibrated on camera 2's four videos; the pooled rate weighs each video's normal frames
+    own = memad.load(path)
+    own.calibrate(footage.format(k=2), videos=["01", "02", "03", "04"])
+    test = memad.data.open_split(data, "testing", own.config)
+    scores = own.score(test.video(1), keep_maps=0)
+    normal = scores.labels == 0
+    assert report["per_video"]["02"] == pytest.approx(float((scores.calibrated[normal] >= own.threshold_).mean()))
+    counts = [int((test.video(i).labels[own.network.score_offset:] == 0).sum()) for i in range(2)]
+    pooled = (report["per_video"]["01"] * counts[0] + report["per_video"]["02"] * counts[1]) / sum(counts)
+    assert report["false_alarm_rate"] == pytest.approx(pooled)
+    assert 0.0 <= report["f1"] <= 1.0 and 0.0 <= report["calibrated_frame_auroc"] <= 1.0

@@ -77,6 +77,28 @@ def test_variety_0_gives_every_video_the_same_scene():
     assert all(r == rows[0] for r in rows)
 
 
+def test_a_cameras_own_footage_is_its_test_videos_scene_at_other_times():
+    """camera=k: every training video shows test video k's scene (its median frame, the walkers removed,
+    correlates with test video k's at over 0.99 and with another test video's at under 0.9), with other
+    walkers and noise, no event, and the light's drift at a phase of its own."""
+    spec = ScenesSpec(train=3, test=3, frames=40, test_frames=50, camera=2)
+    own, _, own_lengths, events = render_split(spec, "training")
+    test, _, test_lengths, _ = render_split(spec, "testing")
+    assert events == [None] * 3 and own_lengths == [40] * 3
+    medians = [np.median(grey(v), axis=0) for v in np.split(own, np.cumsum(own_lengths)[:-1])]
+    tests = [np.median(grey(v), axis=0) for v in np.split(test, np.cumsum(test_lengths)[:-1])]
+    for m in medians:
+        r = [np.corrcoef(m.ravel(), t.ravel())[0, 1] for t in tests]
+        assert r[1] > 0.99 and max(r[0], r[2]) < 0.9, r
+    assert not np.array_equal(own[:40], own[40:80])  # other walkers in each video
+    rows, scene = scene_table(spec, "training"), scene_table(spec, "testing")[1]
+    assert all({k: v for k, v in r.items() if k not in ("video", "event", "drift_phase")} ==
+               {k: v for k, v in scene.items() if k not in ("video", "event", "drift_phase")} for r in rows)
+    assert len({r["drift_phase"] for r in rows} | {scene["drift_phase"]}) == 4
+    # the test split is the same with or without the option
+    assert np.array_equal(test, render_split(ScenesSpec(train=3, test=3, frames=40, test_frames=50), "testing")[0])
+
+
 @pytest.mark.parametrize("size,mask_size", [((64, 64), 64), ((32, 48), 16)])
 def test_labels_are_the_frames_whose_mask_holds_a_pixel(size, mask_size):
     test = make_scenes("testing", size, 3, mask_size, SMALL)
@@ -140,6 +162,8 @@ def test_registered_and_parsed():
     ("train=3,,test=2", "dataset 'scenes': '' is not key=value"),
     ("train=3,train=4", "dataset 'scenes': option 'train' given twice"),
     ("normal=7", "dataset 'scenes': option normal=7: expected at most test=6"),
+    ("camera=7", "dataset 'scenes': option camera=7: expected 0 (training scenes of their own) or a test video "
+                 "from 1 to test=6"),
     ("size=16", "dataset 'scenes': option size=16: expected an integer from 32 to 512"),
     ("test_frames=20", "dataset 'scenes': option test_frames=20: expected an integer from 40 to 10000"),
 ])

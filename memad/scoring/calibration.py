@@ -204,8 +204,9 @@ def calibrate(model: TorchModel, data: Any, *, false_alarm_rate: float = 0.01, v
         scoring = {"smooth": 0, "relative": 0, "threshold_over": "frames"}
     said = why == "held out of training" and getattr(model, "holdout_warning_", None)  # warned before training
     if scoring["threshold_over"] == "videos" and len(chosen) < MIN_VIDEOS["videos"] and not said:
-        warnings.warn(f"{model.config['name']}: a threshold over videos from {len(chosen)} calibration videos: a new "
-                      f"video flags more than {false_alarm_rate:.2%} of its frames with a chance of up to "
+        count = _count(len(chosen), "calibration video")
+        warnings.warn(f"{model.config['name']}: a threshold over videos from {count}: a new video flags"
+                      f" more than {false_alarm_rate:.2%} of its frames with a chance of up to "
                       f"1 in {len(chosen) + 1}; calibrate on more normal videos of the camera for a firmer bound",
                       stacklevel=3)
     ranges, threshold, scores = _fit(stats, model.scorer, false_alarm_rate, quantiles, scoring)

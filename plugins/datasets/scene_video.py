@@ -14,7 +14,7 @@ the event or not changes nothing else: the frames differ only inside the mask.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
@@ -166,15 +166,27 @@ def plan_event(name: str, scene: Scene, n: int, size: int, rng: np.random.Genera
     return Event(name, sprite, path, first, start, min(length, n - start))
 
 
+def at_another_time(scene: Scene, another_time: np.random.SeedSequence) -> tuple[Scene, list[np.random.Generator]]:
+    """``scene`` with the phase of its light's drift drawn from ``another_time``, and the walkers', event's
+    and camera's generators from it."""
+    s_walkers, s_event, s_camera = (np.random.default_rng(s) for s in another_time.spawn(3))
+    return replace(scene, drift_phase=float(s_camera.uniform(0.0, 2 * math.pi))), [s_walkers, s_event, s_camera]
+
+
 def render_video(seq: np.random.SeedSequence, n: int, size: int, variety: float, event: str | None,
-                 texture: np.random.SeedSequence, draw_event: bool = True):
+                 texture: np.random.SeedSequence, draw_event: bool = True,
+                 another_time: np.random.SeedSequence | None = None):
     """``(frames (n, size, size, 3) uint8, masks (n, size, size) bool, scene, event)`` of one video.
 
     ``texture`` seeds the background when ``variety`` is 0 (one scene for every video); otherwise
     the video's own stream does. ``draw_event=False`` renders the same video without its event.
+    ``another_time`` films the same scene at another time: the scene and its paving from ``seq``, the
+    walkers, the event, the camera noise and the phase of the light's drift from ``another_time``.
     """
     s_scene, s_texture, s_walkers, s_event, s_camera = (np.random.default_rng(s) for s in seq.spawn(5))
     scene = draw_scene(s_scene, variety)
+    if another_time is not None:
+        scene, (s_walkers, s_event, s_camera) = at_another_time(scene, another_time)
     bg = draw_background(scene, size, np.random.default_rng(texture) if variety == 0 else s_texture)
     walkers = [Walker(scene, s_walkers) for _ in range(scene.walkers)]
     plan = plan_event(event, scene, n, size, s_event) if event else None

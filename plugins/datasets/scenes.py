@@ -6,7 +6,8 @@ contrast, a colour cast, an illumination gradient and slow drift, camera noise (
 videos, flicker), crowd size, walkers' size and walking speed. Training videos are normal; test
 videos hold one event each (:data:`.scene_video.EVENTS`: a fast cyclist, a vehicle, a pedestrian
 crossing the walkway, a thrown ball, a checkered "stranger"), except the last ``normal`` ones,
-which are fully normal. Test scenes are new draws, never a training video's scene.
+which are fully normal. Test scenes are new draws, never a training video's scene; with ``camera=k`` the
+training videos are test video ``k``'s scene at other times instead (that camera's own normal footage).
 
 Spec: ``scenes``, ``scenes:SEED`` or ``scenes:key=value,...`` with the keys of :class:`ScenesSpec`
 (``scenes:seed=3,variety=0``). ``variety=0`` gives every video the same scene (the control).
@@ -27,7 +28,7 @@ from memad.data import VideoSet
 from memad.errors import DataError, unknown_name_message
 
 from .scene_render import draw_scene
-from .scene_video import EVENTS, render_video
+from .scene_video import EVENTS, at_another_time, render_video
 
 SPLITS = ("training", "testing")
 
@@ -45,6 +46,9 @@ class ScenesSpec:
         test_frames: frames per test video.
         size: frames are rendered at ``size`` x ``size`` pixels, then resized to ``data.image_size``.
         variety: how far scenes differ between videos, 0 (one scene for all) to 1.
+        camera: 0, or ``k``: the training videos are test video ``k``'s scene filmed at other times (other
+            walkers, camera noise and phase of the light's drift; no event): that camera's own normal
+            footage, to calibrate on (``memad calibrate CHECKPOINT --data scenes:camera=k``).
     """
 
     seed: int = 0
@@ -55,6 +59,7 @@ class ScenesSpec:
     test_frames: int = 80
     size: int = 64
     variety: float = 1.0
+    camera: int = 0
 
     def __post_init__(self) -> None:
         for name, lo, hi in (("train", 1, 1000), ("test", 1, 1000), ("normal", 0, 1000), ("frames", 1, 10000),
@@ -64,6 +69,9 @@ class ScenesSpec:
                                 f"from {lo} to {hi}")
         if not 0.0 <= self.variety <= 1.0:
             raise DataError(f"dataset 'scenes': option variety={self.variety}: expected a number from 0 to 1")
+        if not 0 <= self.camera <= self.test:
+            raise DataError(f"dataset 'scenes': option camera={self.camera}: expected 0 (training scenes of their "
+                            f"own) or a test video from 1 to test={self.test}")
         if self.normal > self.test:
             raise DataError(f"dataset 'scenes': option normal={self.normal}: expected at most test={self.test} "
                             f"(normal test videos are some of the test videos)")
@@ -99,7 +107,16 @@ def parse_spec(arg: str | None) -> ScenesSpec:
 
 
 def _video_seed(spec: ScenesSpec, split: str, i: int) -> np.random.SeedSequence:
+    """Video ``i``'s seed; the scene's (test video ``camera``'s) for a camera's own training footage."""
+    if split == "training" and spec.camera:
+        return np.random.SeedSequence([spec.seed, SPLITS.index("testing"), spec.camera - 1])
     return np.random.SeedSequence([spec.seed, SPLITS.index(split), i])
+
+
+def _another_time(spec: ScenesSpec, split: str, i: int) -> np.random.SeedSequence | None:
+    """The seed of video ``i``'s walkers, noise and light phase when it films another video's scene."""
+    return np.random.SeedSequence([spec.seed, len(SPLITS) + 1, spec.camera, i]) if split == "training" and \
+        spec.camera else None
 
 
 def video_events(spec: ScenesSpec, split: str) -> list[str | None]:
@@ -115,6 +132,8 @@ def scene_table(spec: ScenesSpec, split: str) -> list[dict[str, object]]:
     out = []
     for i, event in enumerate(video_events(spec, split)):
         scene = draw_scene(np.random.default_rng(_video_seed(spec, split, i).spawn(5)[0]), spec.variety)
+        if (another_time := _another_time(spec, split, i)) is not None:
+            scene, _ = at_another_time(scene, another_time)
         out.append({"video": f"{i + 1:02d}", "event": event, **scene.describe()})
     return out
 
@@ -128,7 +147,7 @@ def render_split(spec: ScenesSpec, split: str, draw_events: bool = True):
     frames, masks, events = [], [], video_events(spec, split)
     for i, event in enumerate(events):
         f, m, _, _ = render_video(_video_seed(spec, split, i), n, spec.size, spec.variety, event, texture,
-                                  draw_event=draw_events)
+                                  draw_event=draw_events, another_time=_another_time(spec, split, i))
         frames.append(f)
         masks.append(m)
     return np.concatenate(frames), np.concatenate(masks), [n] * len(events), events
