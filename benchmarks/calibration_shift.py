@@ -192,8 +192,15 @@ def plot(results: list[dict[str, Any]], out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    results = [view for r in results for view in
-               ([r, per_camera_view(r)] if all("per_camera" in row for row in r["rows"]) else [r])]
+    views, seen = [], set()
+    for r in results:
+        key = (r["data"], _setting(r), tuple(row["false_alarm_rate"] for row in r["rows"]))
+        if key not in seen:  # the same checkpoints' held-out calibration in two files: drawn once
+            views.append(r)
+            seen.add(key)
+        if all("per_camera" in row for row in r["rows"]):
+            views.append(per_camera_view(r))
+    results = views
 
     datasets = list(dict.fromkeys(Path(r["data"]).name for r in results))
     widest = max(sum(Path(r["data"]).name == name for r in results) for name in datasets)
