@@ -57,6 +57,9 @@ class Detector:
         self.history_: list[dict[str, float]] = []
         #: Names of the training videos kept out of training (``train.holdout``), for the calibration.
         self.holdout_videos_: list[str] = []
+        #: Their fingerprints (:meth:`memad.data.VideoSet.fingerprint`): calibrating on other data named alike
+        #: takes all of its videos, not those of the held-out names.
+        self.holdout_fingerprints_: dict[str, str] = {}
         #: What was said before training about the footage ``train.holdout`` keeps for the calibration
         #: (:func:`memad.scoring.calibration.warn_holdout_shortfall`); :meth:`calibrate` does not say it again.
         self.holdout_warning_: str | None = None
@@ -141,6 +144,7 @@ class Detector:
         result = training.train(self.network, data, epochs=epochs, out=out, resume=resume, log=log,
                                 history=self.history_, callbacks=callbacks)
         self.history_, self.holdout_videos_, self.fit_summary_ = result.history, result.holdout_videos, result.summary
+        self.holdout_fingerprints_ = dict(result.holdout_fingerprints)
         return self
 
     def score(self, data: Any, labels: str | Path | None = None, *, keep_maps: int | str = runner.TOP_MAPS,
@@ -164,14 +168,16 @@ class Detector:
 
         ``data``'s ``training`` split (or a VideoSet of normal videos) is scored: by default the
         videos kept out of training (``train.holdout``, :attr:`holdout_videos_`) when ``data``
-        holds them, else every video; ``videos`` names others. The signals' normal ranges and
-        the threshold that ``false_alarm_rate`` of those frames exceed are fitted on them, and
-        a cross-validation by video measures the false-alarm rate on normal footage left out
-        of the fit. Sets ``calibration_`` (stored in checkpoints) and ``threshold_``; returns
-        ``self``. See :mod:`memad.scoring.calibration`.
+        holds them (recognised by their frames, :attr:`holdout_fingerprints_`), else every video;
+        ``videos`` names others. The signals' normal ranges and the threshold that
+        ``false_alarm_rate`` of those frames exceed are fitted on them, and a cross-validation by
+        video measures the false-alarm rate on normal footage left out of the fit. Sets
+        ``calibration_`` (stored in checkpoints) and ``threshold_``; returns ``self``.
+        See :mod:`memad.scoring.calibration`.
         """
         self.calibration_ = calibration.calibrate(self, data, false_alarm_rate=false_alarm_rate, videos=videos,
-                                                  holdout_videos=self.holdout_videos_)
+                                                  holdout_videos=self.holdout_videos_,
+                                                  holdout_fingerprints=self.holdout_fingerprints_)
         self.threshold_ = self.calibration_["threshold"]
         return self
 
@@ -240,6 +246,7 @@ class Detector:
         """Write config, weights (memory items included), calibration and threshold; load with :func:`load`."""
         return save_checkpoint(path, self.config, self.network.state_dict(), threshold=self.threshold_,
                                calibration=self.calibration_, holdout_videos=list(self.holdout_videos_),
+                               holdout_fingerprints=dict(self.holdout_fingerprints_),
                                history=self.history_, components=component_sources(self.config))
 
     def __repr__(self) -> str:
@@ -301,6 +308,7 @@ def load(path: str | Path, device: str | torch.device = "cpu", *, overrides: Map
     det.calibration_ = data.get("calibration")
     det.history_ = list(data.get("history") or [])
     det.holdout_videos_ = list(data.get("holdout_videos") or [])
+    det.holdout_fingerprints_ = {str(k): str(v) for k, v in (data.get("holdout_fingerprints") or {}).items()}
     changed = [k for k in overrides or {} if not _score_neutral(k)]
     if changed and (det.threshold_ is not None or det.calibration_ is not None):
         warnings.warn(f"{path}: {', '.join(changed)} changes the scores, so the stored calibration and threshold are "

@@ -65,3 +65,22 @@ def test_calibrating_without_the_check_before_training_still_warns():
     assert len(det.holdout_videos_) == 2 and det.holdout_warning_ is None
     with pytest.warns(UserWarning, match="a threshold over videos from 2 calibration videos"):
         det.calibrate("synthetic")
+
+
+def test_other_footage_named_like_the_held_out_videos_is_calibrated_on_whole(tmp_path):
+    # scenes:camera=1 names its videos 01..04 as the training split does: by name alone, only the two
+    # held-out names would be taken from a camera's own footage
+    data = "scenes:train=4,test=2,frames=20,test_frames=40"
+    det = memad.build("ae", **tiny())
+    det.fit(data, epochs=1)
+    held = det.holdout_videos_
+    assert len(held) == 1 and set(det.holdout_fingerprints_) == set(held)
+    loaded = memad.load(det.save(tmp_path / "checkpoint.pt"))
+    assert loaded.holdout_fingerprints_ == det.holdout_fingerprints_
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # few frames, one video: the point is which videos
+        loaded.calibrate(data)
+        assert loaded.calibration_["videos"] == held and loaded.calibration_["videos_from"] == "held out of training"
+        loaded.calibrate(data.replace("test=2,", "test=2,camera=1,"))
+    assert loaded.calibration_["videos"] == ["01", "02", "03", "04"]
+    assert loaded.calibration_["videos_from"].startswith("all (not the training data")

@@ -8,6 +8,7 @@ for splits larger than ``data.memory_budget_gb``. They are turned into float bat
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -91,6 +92,20 @@ class VideoSet:
     def on_disk(self) -> bool:
         """True for a split backed by the on-disk frame cache (``frames`` then maps its file)."""
         return self.store is not None
+
+    def fingerprint(self, i: int) -> str:
+        """A short hash of video ``i``'s length and its first, middle and last frames: whether a video of
+        the same name in other data is the same video (the held-out videos a calibration looks for).
+
+        >>> v = VideoSet(torch.zeros(6, 1, 2, 2, dtype=torch.uint8), ["a", "b"], [3, 3])
+        >>> v.fingerprint(0) == v.fingerprint(1), len(v.fingerprint(0))
+        (True, 16)
+        """
+        off, n = int(self.offsets[i]), self.lengths[i]
+        digest = hashlib.sha1(str(n).encode())
+        for k in sorted({off, off + n // 2, off + n - 1}):
+            digest.update(np.ascontiguousarray(self.frames[k].cpu().numpy()).tobytes())
+        return digest.hexdigest()[:16]
 
     def describe_video(self, i: int) -> str:
         """Video ``i`` for messages: its file or folder when known, else the split and its name."""

@@ -181,14 +181,16 @@ def holdout_shortfall(lengths: Sequence[int], clip_length: int, holdout: float, 
 
 
 def calibrate(model: TorchModel, data: Any, *, false_alarm_rate: float = 0.01, videos: Sequence[str] | None = None,
-              quantiles: tuple[float, float] = (0.01, 0.99), holdout_videos: Sequence[str] = ()) -> dict[str, Any]:
+              quantiles: tuple[float, float] = (0.01, 0.99), holdout_videos: Sequence[str] = (),
+              holdout_fingerprints: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The calibration of ``model`` on normal videos of the ``training`` split of ``data`` (see the module
     docstring): its ``signals`` ranges and ``threshold``. ``holdout_videos`` are the videos kept out of
-    training, used when ``videos`` is not given and ``data`` holds them."""
+    training, used when ``videos`` is not given and ``data`` holds them (the same videos, by
+    ``holdout_fingerprints`` when given; other data with videos of those names is calibrated on whole)."""
     if isinstance(false_alarm_rate, bool) or not 0.0 < false_alarm_rate < 1.0:
         raise ConfigError(f"false_alarm_rate: expected a fraction in (0, 1), got {false_alarm_rate!r}")
     split = open_split(data, "training", model.config)
-    chosen, why = _calibration_videos(model.config["name"], split, videos, holdout_videos)
+    chosen, why = _calibration_videos(model.config["name"], split, videos, holdout_videos, holdout_fingerprints)
     reads = ReadProfile(model.config["data"]["channels"], k=4)
     with recording(model.network, reads) as recorded:  # the memory's reads, in the same pass
         stats = video_signals(model.network, split, only=chosen).stats  # the uncalibrated signals are what is fitted
@@ -221,7 +223,8 @@ def calibrate(model: TorchModel, data: Any, *, false_alarm_rate: float = 0.01, v
     }
 
 
-def _calibration_videos(name: str, split, names: Sequence[str] | None, held: Sequence[str]) -> tuple[list[int], str]:
+def _calibration_videos(name: str, split, names: Sequence[str] | None, held: Sequence[str],
+                        fingerprints: Mapping[str, str] | None = None) -> tuple[list[int], str]:
     """The video indices to calibrate on, and which they are: named, held out of training, or all."""
     index = {n: i for i, n in enumerate(split.names)}
     if names is not None:
@@ -232,7 +235,14 @@ def _calibration_videos(name: str, split, names: Sequence[str] | None, held: Seq
         return sorted(index[n] for n in names), "named"
     held = list(held)
     if held and all(n in index for n in held):
-        return sorted(index[n] for n in held), "held out of training"
+        if not fingerprints and len(held) < len(split.names):
+            warnings.warn(f"{name}: calibrating on the videos of {split.source} named as the held-out ones "
+                          f"({', '.join(held)}); the checkpoint does not record their frames (it predates that), "
+                          f"so this is right only for the training data: name the videos to calibrate on "
+                          f"(memad calibrate --videos) for other footage", stacklevel=3)
+        if not fingerprints or all(split.fingerprint(index[n]) == fingerprints.get(n) for n in held):
+            return sorted(index[n] for n in held), "held out of training"
+        return list(range(len(split.names))), "all (not the training data: its videos of the held-out names differ)"
     if held:
         return list(range(len(split.names))), "all (the videos held out of training are not in this data)"
     warnings.warn(f"{name}: calibrating on {split.source}, whose videos the model may have "

@@ -51,6 +51,8 @@ class TrainResult:
 
     history: list[dict[str, float]] = field(default_factory=list)
     holdout_videos: list[str] = field(default_factory=list)
+    #: ``{name: VideoSet.fingerprint}`` of the held-out videos: a calibration takes them only from the same data.
+    holdout_fingerprints: dict[str, str] = field(default_factory=dict)
     summary: dict[str, Any] = field(default_factory=dict)
 
 
@@ -122,7 +124,8 @@ def train(network: Network, data: Any, *, epochs: int | None = None, out: str | 
     check_frames(network, videos)
     # Whole normal videos kept out of training, for a calibration on footage the model never saw.
     held = holdout_videos(len(videos.lengths), tcfg["holdout"])
-    result = TrainResult(list(history or []), [videos.names[i] for i in held])
+    result = TrainResult(list(history or []), [videos.names[i] for i in held],
+                         {videos.names[i]: videos.fingerprint(i) for i in held})
     batches = ClipBatches(videos, network.clip_length, tcfg["batch_size"], seed=tcfg["seed"], device=device,
                           max_steps=tcfg["max_steps_per_epoch"], workers=cfg["data"]["workers"],
                           only=[i for i in range(len(videos.lengths)) if i not in held])
@@ -191,7 +194,8 @@ def train(network: Network, data: Any, *, epochs: int | None = None, out: str | 
             hook(record)
         if ckpt_path is not None and distributed.is_main():
             save_checkpoint(ckpt_path, cfg, network.state_dict(), history=result.history,
-                            holdout_videos=result.holdout_videos, components=component_sources(cfg),
+                            holdout_videos=result.holdout_videos,
+                            holdout_fingerprints=result.holdout_fingerprints, components=component_sources(cfg),
                             optimizer=opt.state_dict(), scheduler=sched.state_dict(), epoch=epoch + 1)
     health.close()
     unwrap()
