@@ -115,8 +115,9 @@ def _video_seed(spec: ScenesSpec, split: str, i: int) -> np.random.SeedSequence:
 
 def _another_time(spec: ScenesSpec, split: str, i: int) -> np.random.SeedSequence | None:
     """The seed of video ``i``'s walkers, noise and light phase when it films another video's scene."""
-    return np.random.SeedSequence([spec.seed, len(SPLITS) + 1, spec.camera, i]) if split == "training" and \
-        spec.camera else None
+    if split != "training" or not spec.camera:
+        return None
+    return np.random.SeedSequence([spec.seed, len(SPLITS) + 1, spec.camera, i])
 
 
 def video_events(spec: ScenesSpec, split: str) -> list[str | None]:
