@@ -96,14 +96,18 @@ def shift_report(scores: Any, threshold: float) -> dict[str, Any]:
             "per_video_max": float(rates.max()), "by_distance": by_distance}
 
 
+def _own_videos(rows: list[dict[str, Any]]) -> str:
+    """How many videos of its own camera each seed's cameras were calibrated on (``--camera-footage``)."""
+    return "/".join(str(n) for n in sorted({n for r in rows for n in r["per_camera"]["calibration_videos"]}))
+
+
 def per_camera_view(result: dict[str, Any]) -> dict[str, Any]:
     """A result's per-camera calibrations (``--camera-footage``) as a result of their own, for the figure:
     each seed's pooled rate and each test video's."""
     rows = [{"asked": r["asked"], "false_alarm_rate": r["per_camera"]["false_alarm_rate"],
              "per_video": {k: {"rate": v} for k, v in r["per_camera"]["per_video"].items()}} for r in result["rows"]]
-    counts = {n for r in result["rows"] for n in r["per_camera"]["calibration_videos"]}
-    videos = "/".join(str(n) for n in sorted(counts))
-    return {**result, "rows": rows, "label": f"{_setting(result)}\nper camera", "label_videos": f"{videos} own"}
+    return {**result, "rows": rows, "label": f"{_setting(result)}\nper camera",
+            "label_videos": f"{_own_videos(result['rows'])} own"}
 
 
 def _setting(result: dict[str, Any]) -> str:
@@ -175,7 +179,7 @@ def camera_table(results: list[dict[str, Any]]) -> str:
             continue
         cams = [r["per_camera"] for r in rows]
         name, setting = Path(result["data"]).name, _setting(result)
-        own = "/".join(str(n) for n in sorted({n for c in cams for n in c["calibration_videos"]}))
+        own = _own_videos(rows)
         lines.append(f"| {name} | {setting} | held-out training videos ({_calibration_videos(result)}) | "
                      + cells(rows, max(r["per_video_max"] for r in rows)))
         lines.append(f"| {name} | {setting} | own camera: `{cams[0]['footage']}` ({own}) | "
