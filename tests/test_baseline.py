@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -88,6 +90,30 @@ def test_the_cross_validation_reports_each_video_the_others_calibrate():
     cal = {"warmup": 10, "baseline": video_baselines(stats, 10)}
     overall, per_video = cross_validated_false_alarms(align(stats, cal), _Distance(), 0.01)
     assert per_video[0] == per_video[1] and overall <= 0.02
+
+
+def test_calibrating_on_videos_that_disagree_warns_with_the_cross_validated_rate(monkeypatch):
+    import memad.scoring.calibration as calibration
+
+    det = memad.build("mnad_pred", **tiny(train={"max_steps_per_epoch": 2}))
+    train = make_synthetic("training", (32, 32), 3, 32, SPEC)
+    det.fit(train)
+    measured = {}
+
+    def disagreeing(stats, *args, **kwargs):
+        measured["videos"] = sorted(np.unique(stats.video).tolist())
+        return 0.25, {0: 0.75, 1: 0.0, 2: 0.0}
+
+    monkeypatch.setattr(calibration, "cross_validated_false_alarms", disagreeing)
+    with pytest.warns(UserWarning, match=r"mnad_pred: the calibration videos disagree: .* flagged 25.0% of its "
+                                         r"normal frames \(\w+ 75%\) for 1.00% asked"):
+        det.calibrate(train, videos=train.names)
+    assert measured["videos"] == [0, 1, 2] and det.calibration_["check_false_alarm_rate"] == 0.25
+    monkeypatch.setattr(calibration, "cross_validated_false_alarms", lambda *a, **k: (0.05, {0: 0.05}))
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        det.calibrate(train, videos=train.names)
+    assert not [w for w in said if "disagree" in str(w.message)]  # 4 points above the rate: within the margin
 
 
 # test.relative: each video's score minus its running floor; test.threshold_over: videos

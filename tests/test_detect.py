@@ -133,3 +133,22 @@ def test_an_interrupted_live_run_keeps_everything_written_so_far(checkpoint, tmp
     assert summary["interrupted"] and summary["frames_scored"] == 16
     assert (tmp_path / "out" / "annotated.mp4").is_file() and (tmp_path / "out" / "report.html").is_file()
     assert len(printed) == summary["events"]  # a live run prints each event as it closes
+
+
+def test_a_calibration_whose_videos_disagree_is_said_by_detect_and_in_its_report(checkpoint, tmp_path):
+    path, test = checkpoint
+    video = write_video(tmp_path / "clip.avi", _video_frames(test, 0, 32))
+    det = memad.load(path)
+    asked = det.calibration_["false_alarm_rate"]
+    det.calibration_ = {**det.calibration_, "check_false_alarm_rate": asked + 0.30, "check_per_video": {"a": 0.6}}
+    with pytest.warns(UserWarning, match=r"videos disagree: .* flagged 31.0% of its normal frames \(a 60%\)"):
+        memad.reports.detect.detect(det, str(video), tmp_path / "out", options=DetectOptions(video=False),
+                                    progress=False)
+    caveat = json.loads((tmp_path / "out" / "detect.json").read_text())["calibration_caveat"]
+    assert caveat.startswith("the calibration videos disagree") and json.dumps(caveat)[1:-1] in \
+        (tmp_path / "out" / "report.html").read_text()
+    # within the margin: nothing said
+    det.calibration_ = {**det.calibration_, "check_false_alarm_rate": asked + 0.04}
+    memad.reports.detect.detect(det, str(video), tmp_path / "out2", options=DetectOptions(video=False, html=False),
+                                progress=False)
+    assert json.loads((tmp_path / "out2" / "detect.json").read_text())["calibration_caveat"] is None

@@ -42,7 +42,7 @@ from ..events import EventTracker
 from ..fileio import write_json_atomic, write_text_atomic
 from ..outputs import out_folder
 from ..overlay import overlay_heatmap
-from ..scoring.calibration import require_calibration
+from ..scoring.calibration import disagreement, require_calibration
 from ..scoring.step import StepModel
 from ..scoring.stream import stream
 from .html_report import ReportBuilder
@@ -194,7 +194,7 @@ def run_footage(model: StepModel, footage: Footage, folder: Path, options: Detec
     view = MemoryView.open(model) if options.html else None  # the memory's reads, per frame, for the report
     report = ReportBuilder(title=f"memad detect: {footage.name}", threshold=threshold, fps=fps,
                            max_images=options.thumbnails, memory=view.payload() if view else None,
-                           memory_note=MemoryView.why_not(model)) if options.html else None
+                           memory_note=MemoryView.why_not(model), caveat=disagreement(cal)) if options.html else None
     events: list[dict[str, Any]] = []
     dropped, t0 = 0, time.perf_counter()
     bar = tqdm(total=footage.frame_count, desc=footage.name, unit="frame", disable=not progress or footage.live,
@@ -275,11 +275,14 @@ def detect(model: StepModel, source: str, out: str | Path, *, options: DetectOpt
     One video writes into ``out``; a folder of videos into ``out/<video>/`` each.
     """
     options = options or DetectOptions()
-    require_calibration(model, "memad detect")
+    caveat = disagreement(require_calibration(model, "memad detect"))
+    if caveat:
+        warnings.warn(f"{model.config['name']}: {caveat}", stacklevel=2)
     footage = resolve_footage(source, channels=model.config["data"]["channels"], timeout=options.timeout)
     out = Path(out)
     run = {"input": str(source), "checkpoint": checkpoint, "engine": engine,
-           "videos": [f.name for f in footage], "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+           "videos": [f.name for f in footage], "calibration_caveat": caveat,
+           "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
     _check_out(out, overwrite, run)
     summaries = []
     for f in footage:

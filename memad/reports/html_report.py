@@ -51,12 +51,13 @@ class ReportBuilder:
         width: thumbnail width in pixels.
         memory: the memory section (:meth:`memad.reports.memory_view.MemoryView.payload`), or None.
         memory_note: why there is no memory section, shown instead.
+        caveat: a sentence on the calibration shown under the heading (its videos disagree), or None.
     """
 
     def __init__(self, title: str, *, threshold: float, fps: float = 25.0, max_images: int = 400, width: int = 480,
-                 memory: dict[str, Any] | None = None, memory_note: str | None = None):
+                 memory: dict[str, Any] | None = None, memory_note: str | None = None, caveat: str | None = None):
         self.title, self.threshold, self.fps, self.width = title, float(threshold), float(fps), int(width)
-        self.memory, self.memory_note = memory, memory_note
+        self.memory, self.memory_note, self.caveat = memory, memory_note, caveat
         self.regions: list[list[list[float]] | None] = []
         self.frame, self.score, self.smoothed = array.array("l"), array.array("d"), array.array("d")
         self.decision = array.array("b")
@@ -111,7 +112,7 @@ class ReportBuilder:
                 "threshold": self.threshold, "fps": self.fps, "events": list(events),
                 "images": {str(k): v for k, v in sorted(self.images().items())},
                 "memory": self._memory_shown(), "regions": self.regions if self.memory else None,
-                "memory_note": self.memory_note}
+                "memory_note": self.memory_note, "caveat": self.caveat}
         page = (_PAGE.replace("__TITLE__", html.escape(self.title))
                 .replace("__META__", json.dumps(meta or {}, default=str).replace("</", "<\\/"))
                 .replace("__DATA__", json.dumps(data).replace("</", "<\\/")))
@@ -125,6 +126,7 @@ body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;bac
 header{padding:14px 22px;background:#20232a;border-bottom:1px solid #333}
 h1{font-size:19px;margin:0 0 4px}
 #summary{color:#aab;font-size:13px}
+#caveat{color:#ffb74d;font-size:13px;margin-top:4px}
 main{display:grid;grid-template-columns:minmax(0,3fr) minmax(280px,2fr);gap:18px;padding:18px 22px}
 #timeline{width:100%;height:260px;background:#1d2026;border:1px solid #333;border-radius:6px;cursor:crosshair}
 #view{background:#1d2026;border:1px solid #333;border-radius:6px;padding:10px}
@@ -144,7 +146,7 @@ tr.ev{cursor:pointer} tr.ev:hover{background:#2a2e37}
 .chip{display:inline-block;width:12px;height:12px;border-radius:2px;vertical-align:-1px;margin-right:6px}
 .muted{color:#889}
 </style></head><body>
-<header><h1>__TITLE__</h1><div id="summary"></div></header>
+<header><h1>__TITLE__</h1><div id="summary"></div><div id="caveat"></div></header>
 <main>
 <section>
 <canvas id="timeline"></canvas>
@@ -175,6 +177,7 @@ let selected = null;
 document.getElementById('summary').textContent =
   `${n} scored frames, ${D.events.length} anomalous event(s), threshold ${D.threshold.toFixed(4)}, ` +
   `${stored.length} frames stored for viewing`;
+document.getElementById('caveat').textContent = D.caveat ? D.caveat[0].toUpperCase() + D.caveat.slice(1) + '.' : '';
 function xOf(f, w) { return 40 + (f - first) / Math.max(last - first, 1) * (w - 50); }
 function yOf(v, h) { return 10 + (hi - v) / (hi - lo) * (h - 30); }
 function draw() {

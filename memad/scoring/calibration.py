@@ -22,7 +22,8 @@ more through when the frames are few); a cross-validation by video (each video's
 ranges and a threshold fitted without it) measures the false-alarm rate to expect on normal
 footage the calibration did not see (``calibration_["check_false_alarm_rate"]``, and per video
 ``calibration_["check_per_video"]``: a wide spread there says the videos differ and the rate will not
-hold on a new one; docs/deploy.md).
+hold on a new one, and :func:`disagreement` says so when the rate lies far above the one asked;
+docs/deploy.md).
 
 The same pass records how the memory reads normal frames, for a memory that explains its reads
 (:meth:`memad.Memory.explain`): ``calibration_["memory"]`` holds, per level, each item's usage, the
@@ -50,7 +51,7 @@ from .step import StepModel, TorchModel
 from .threshold import conformal_threshold
 
 __all__ = ["calibrate", "fit_ranges", "calibrated_scores", "video_threshold", "holdout_shortfall",
-           "warn_holdout_shortfall", "cross_validated_false_alarms", "require_calibration"]
+           "warn_holdout_shortfall", "cross_validated_false_alarms", "disagreement", "require_calibration"]
 
 
 def fit_ranges(stats: FrameStats, quantiles: tuple[float, float] = (0.01, 0.99)) -> dict[str, list[float]]:
@@ -119,6 +120,35 @@ def cross_validated_false_alarms(stats: FrameStats, scorer: Scorer, false_alarm_
             ranges, threshold, _ = _fit(stats.subset(~left_out), scorer, false_alarm_rate, quantiles, scoring)
         flagged[left_out] = calibrated_scores(stats.subset(left_out), scorer, ranges, scoring or {}) >= threshold
     return float(flagged.mean()), {int(v): float(flagged[stats.video == v].mean()) for v in videos}
+
+
+#: How far above the asked rate the cross-validated rate may lie before the calibration says its videos
+#: disagree (5 points): measured, the rate held where the estimate stayed below it and failed where it
+#: rose above (docs/deploy.md, "When the false-alarm rate holds").
+DISAGREEMENT_MARGIN = 0.05
+
+
+def disagreement(calibration: Mapping[str, Any]) -> str | None:
+    """A sentence when ``calibration``'s cross-validation by video flagged more than
+    :data:`DISAGREEMENT_MARGIN` above the asked rate (its videos differ, so footage unlike them will see
+    more false alarms than asked), else None.
+
+    >>> cal = {"false_alarm_rate": 0.01, "check_false_alarm_rate": 0.3, "check_per_video": {"a": 0.6, "b": 0.0}}
+    >>> disagreement(cal)[:74]
+    'the calibration videos disagree: each scored at a threshold fitted on the '
+    >>> disagreement({**cal, "check_false_alarm_rate": 0.02}) is None
+    True
+    """
+    check, rate = calibration.get("check_false_alarm_rate"), float(calibration["false_alarm_rate"])
+    if check is None or check <= rate + DISAGREEMENT_MARGIN:
+        return None
+    per_video = calibration.get("check_per_video") or {}
+    worst = max(per_video, key=per_video.get) if per_video else None
+    spread = f" ({worst} {per_video[worst]:.0%})" if worst is not None else ""
+    return (f"the calibration videos disagree: each scored at a threshold fitted on the others flagged {check:.1%} "
+            f"of its normal frames{spread} for {rate:.2%} asked, so footage unlike them will see more false alarms "
+            f"than asked; calibrate on normal footage of the camera to watch (memad calibrate CHECKPOINT --data "
+            f"FOLDER)")
 
 
 def _count(n: int, noun: str) -> str:
@@ -213,7 +243,7 @@ def calibrate(model: TorchModel, data: Any, *, false_alarm_rate: float = 0.01, v
                       stacklevel=3)
     ranges, threshold, scores = _fit(stats, model.scorer, false_alarm_rate, quantiles, scoring)
     check, per_video = cross_validated_false_alarms(stats, model.scorer, false_alarm_rate, quantiles, scoring=scoring)
-    return {
+    calibration = {
         **baseline, **scoring,
         "signals": ranges, "quantiles": list(quantiles), "false_alarm_rate": float(false_alarm_rate),
         "threshold": threshold, "frames": int(len(stats)), "fit_false_alarm_rate": float((scores >= threshold).mean()),
@@ -221,6 +251,10 @@ def calibrate(model: TorchModel, data: Any, *, false_alarm_rate: float = 0.01, v
         "check_false_alarm_rate": check, "check_per_video": {split.names[v]: r for v, r in per_video.items()},
         "memory": reads.summary() if recorded and reads.samples else None,
     }
+    disagree = disagreement(calibration)
+    if disagree:
+        warnings.warn(f"{model.config['name']}: {disagree}", stacklevel=3)
+    return calibration
 
 
 def _calibration_videos(name: str, split, names: Sequence[str] | None, held: Sequence[str],
