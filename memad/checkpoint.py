@@ -21,9 +21,11 @@ from .fileio import atomic_write
 
 FORMAT = "memad-checkpoint"
 #: 2: MNAD's test-time gate moved from ``test.gate`` to the memory (``memory.gate``); checkpoints
-#: carry a ``calibration``. Version-1 files are upgraded on reading (:func:`upgrade`). Files also
-#: carry ``components``: the distribution every component came from (absent in older files).
-VERSION = 2
+#: carry a ``calibration``. 3: ``data.normalise`` (clips scaled by their own mean and spread) became the
+#: default; older files were trained on the frames as read. Older files are upgraded on reading
+#: (:func:`upgrade`). Files also carry ``components``: the distribution every component came from (absent
+#: in older files).
+VERSION = 3
 
 
 def atomic_save(obj: Any, path: str | Path) -> Path:
@@ -75,10 +77,14 @@ def upgrade(data: dict[str, Any], path: str | Path = "checkpoint") -> dict[str, 
 
     Version 1 kept MNAD's test-time gate in ``test.gate``; it now belongs to the memory that
     defines it, ``memory.gate``. Its ``train.amp: true`` meant bf16 on CUDA only, now ``auto``.
+    Versions 1 and 2 had no ``data.normalise``: their networks were trained on the frames as read
+    (``none``), which the default (``clip``) would no longer give them.
     """
     version = data.get("version", 1)
     config = data.get("config")
-    if version < 2 and isinstance(config, dict):
+    if version >= VERSION or not isinstance(config, dict):
+        return data
+    if version < 2:
         test = dict(config.get("test") or {})
         gate = test.pop("gate", None)
         memory = config.get("memory")
@@ -90,8 +96,10 @@ def upgrade(data: dict[str, Any], path: str | Path = "checkpoint") -> dict[str, 
         train = dict(config.get("train") or {})
         if train.get("amp") is True:
             train["amp"] = "auto"
-        data = {**data, "version": VERSION, "config": {**config, "test": test, "memory": memory, "train": train}}
-    return data
+        config = {**config, "test": test, "memory": memory, "train": train}
+    if isinstance(config.get("data", {}), dict):
+        config = {**config, "data": {"normalise": "none", **(config.get("data") or {})}}
+    return {**data, "version": VERSION, "config": config}
 
 
 def save_checkpoint(path: str | Path, config: dict[str, Any], model: dict[str, Any], **fields: Any) -> Path:

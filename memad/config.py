@@ -34,10 +34,8 @@ from .validation import check_value
 
 COMPONENT_SECTIONS = {"encoder": "encoder", "memory": "memory", "decoder": "decoder", "scorer": "scorer"}
 #: Constructor arguments the detector fills from the rest of the config, never from the user.
-CONTEXT_ARGS = frozenset(
-    {"in_channels", "out_channels", "encoder_channels", "encoder_reductions", "task", "frames", "image_size",
-     "update_rule", "memory_channels", "level_channels", "channels"}
-)
+CONTEXT_ARGS = frozenset({"in_channels", "out_channels", "encoder_channels", "encoder_reductions", "task", "frames",
+                          "image_size", "update_rule", "memory_channels", "level_channels", "channels"})
 #: Fields that moved, with where they are now: an old name is an error that says so.
 MOVED_FIELDS = {("test", "gate"): "memory.gate (a parameter of the memories that gate their test-time writes, "
                                   "such as mnad)"}
@@ -62,10 +60,12 @@ class DataConfig:
     channels: int = field(default=3, metadata={"choices": (1, 3)})
     #: Input frames per sample (prediction predicts the one after them).
     frames: int = field(default=1, metadata=_range(1))
-    #: What the model sees and outputs: the frames, or the differences of consecutive frames
-    #: (``(f[t] - f[t-1]) / 2``, in [-1, 1]): a cheap motion input in place of optical flow. With
-    #: differences a clip reads one frame more than ``frames`` (+1 for prediction) raw frames.
+    #: What the model sees and outputs: the frames, or the differences of consecutive frames (``(f[t] - f[t-1]) / 2``,
+    #: a cheap motion input in place of optical flow; a clip then reads one frame more than ``frames`` (+1 to predict)).
     input: Literal["frames", "differences"] = "frames"
+    #: "clip": each clip scaled by its input frames' mean and spread, so a camera's light level, contrast and a
+    #: drift of its light do not move the scores (docs/deploy.md); "none": the frames as read (the papers' input).
+    normalise: Literal["none", "clip"] = "clip"
     #: Test frames whose pixel maps are kept for pixel AUROC, maps are resized to at most this side.
     pixel_eval_size: int = field(default=64, metadata=_range(8))
     #: Keep a split's decoded frames in memory (on the GPU when training there): "auto" does when

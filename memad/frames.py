@@ -38,7 +38,7 @@ from torch import Tensor
 from .errors import DataError
 
 __all__ = ["FrameReader", "from_image", "as_video", "to_uint8", "to_float", "to_display", "clip_input",
-           "FloatRange", "UNIT_RANGE", "MODEL_RANGE"]
+           "normalise_clips", "FloatRange", "UNIT_RANGE", "MODEL_RANGE"]
 
 FloatRange = tuple[float, float]
 #: The range float frames are read in unless told otherwise.
@@ -231,17 +231,45 @@ def to_display(frame: Tensor | np.ndarray) -> np.ndarray:
     return np.repeat(hwc, 3, axis=2) if hwc.shape[2] == 1 else hwc
 
 
-def clip_input(clips: Tensor, frames: int, task: str, input_mode: str = "frames") -> tuple[Tensor, Tensor]:
+#: The spread (standard deviation) a clip is scaled to by ``normalise="clip"``.
+CLIP_SPREAD = 0.35
+
+
+def normalise_clips(clips: Tensor, frames: int) -> Tensor:
+    """Float clips ``(B, L, C, H, W)`` shifted and scaled, per clip and channel, so that their first ``frames``
+    frames (the input) have mean 0 and spread :data:`CLIP_SPREAD`, then clipped to [-1, 1]: a gain and an
+    offset of the light (a camera's level and contrast) are gone before the network sees the clip.
+
+    >>> clip = torch.rand(1, 5, 1, 8, 8) * 2 - 1
+    >>> torch.allclose(normalise_clips(clip, 4), normalise_clips(0.5 * clip + 0.2, 4), atol=1e-5)
+    True
+    """
+    # The statistics in float64, rounded once to the clip's type: every backend (PyTorch, an ONNX or
+    # TorchScript export) then feeds the network the same values, where float32 sums in another order
+    # would differ by a rounding that the network amplifies.
+    inputs = clips[:, :frames].double()
+    mean = inputs.mean(dim=(1, 3, 4), keepdim=True)
+    spread = inputs.std(dim=(1, 3, 4), keepdim=True).clamp_min(1e-3)  # a flat clip stays flat, not noise
+    scale = (CLIP_SPREAD / spread).to(clips.dtype)
+    return ((clips - mean.to(clips.dtype)) * scale).clamp(-1.0, 1.0)
+
+
+def clip_input(clips: Tensor, frames: int, task: str, input_mode: str = "frames",
+               normalise: str = "none") -> tuple[Tensor, Tensor]:
     """Float clips ``(B, L, C, H, W)`` in [-1, 1] as the model's input ``(B, frames*C, H, W)`` and its target.
 
-    ``input_mode="differences"`` first takes the differences of consecutive frames,
-    ``(f[t] - f[t-1]) / 2`` (still in [-1, 1]). The target is the frame after the inputs for
-    ``task="prediction"``, the input itself for reconstruction.
+    ``normalise="clip"`` first scales each clip by its input frames' statistics
+    (:func:`normalise_clips`); the target frame is scaled with them. ``input_mode="differences"``
+    then takes the differences of consecutive frames, ``(f[t] - f[t-1]) / 2`` (still in [-1, 1]).
+    The target is the frame after the inputs for ``task="prediction"``, the input itself for
+    reconstruction.
 
     >>> x, y = clip_input(torch.zeros(2, 5, 3, 8, 8), frames=4, task="prediction")
     >>> tuple(x.shape), tuple(y.shape)
     ((2, 12, 8, 8), (2, 3, 8, 8))
     """
+    if normalise == "clip":
+        clips = normalise_clips(clips, frames + (input_mode == "differences"))
     if input_mode == "differences":
         clips = (clips[:, 1:] - clips[:, :-1]) * 0.5
     b, _, c, h, w = clips.shape

@@ -237,7 +237,7 @@ def test_videoset_with_wrong_size_is_refused(action):
     ("mnad_pred", {"scorer.name": "psrn"}, "unknown scorer 'psrn'; did you mean 'psnr'?"),
     ("mnad_pred", {"data.chanels": 1},
      "unknown field in 'data': 'chanels'; did you mean 'channels'? valid: cache_dir, channels, frames, image_size, "
-     "in_memory, input, memory_budget_gb, pixel_eval_size, workers"),
+     "in_memory, input, memory_budget_gb, normalise, pixel_eval_size, workers"),
     ("mnad_pred", {"trian": {"epochs": 1}}, "unknown config section 'trian'; did you mean 'train'?"),
     ("mnad_pred", {"memory.itmes": 5}, "parameter of memory 'mnad' (memory.itmes): 'itmes'; did you mean 'items'?"),
 ])

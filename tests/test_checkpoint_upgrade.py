@@ -45,3 +45,20 @@ def test_a_newer_checkpoint_is_refused_with_the_versions(tmp_path):
     torch.save(data, path)
     with pytest.raises(memad.CheckpointError, match=f"version {VERSION + 1} is newer than this memad"):
         memad.load(path)
+
+
+def test_a_version_2_checkpoint_keeps_the_frames_as_read(tmp_path):
+    """Version 2 had no data.normalise: its network was trained on the frames as read, not on clips scaled
+    by their own statistics (today's default), and must be fed them still."""
+    det = memad.build("ae", **tiny(data={"normalise": "none"}))
+    path = det.save(tmp_path / "ae.pt")
+    data = torch.load(path, weights_only=True)
+    data["config"]["data"].pop("normalise")
+    data["version"] = 2
+    torch.save(data, path)
+    loaded = memad.load(path)
+    assert loaded.config["data"]["normalise"] == "none"
+    clip = torch.rand(1, 1, 3, 32, 32) * 2 - 1
+    x, _ = loaded.split_clip(clip)
+    torch.testing.assert_close(x, clip[:, 0])  # untouched
+    assert memad.build("ae", **tiny()).config["data"]["normalise"] == "clip"  # what it would get otherwise

@@ -159,7 +159,8 @@ def _small_videos(n_videos: int = 2, frames: int = 12, side: int = 32) -> VideoS
 
 
 def test_explain_end_to_end_crops_and_counts_match_the_frames(tmp_path):
-    det = memad.build("mnad_pred", data={"image_size": 32}, encoder={"widths": [8, 16, 32, 64]},
+    # crops are cut from the network's input: with the frames as read, that is the frames themselves
+    det = memad.build("mnad_pred", data={"image_size": 32, "normalise": "none"}, encoder={"widths": [8, 16, 32, 64]},
                       train={"device": "cpu"}, memory={"items": 4})
     videos = _small_videos()
     with warnings.catch_warnings():

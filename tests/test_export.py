@@ -33,7 +33,9 @@ def _calibrated(preset: str, seed: int = 0, **extra):
 def pred():
     # Scored in fp32 and the default layout, as the exported step computes (test.amp "auto" would
     # score in bf16 on a CPU with AMX: a rounding difference that is not the export's).
-    return _calibrated("mnad_pred", memory={"gate": 0.05}, test={"amp": False, "channels_last": False})
+    # gate 0.15: above this barely trained model's regular scores on normalised clips (0.07-0.12), so its
+    # frames are written and the memory state moves through the file
+    return _calibrated("mnad_pred", memory={"gate": 0.15}, test={"amp": False, "channels_last": False})
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
