@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from sklearn.metrics import f1_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib.environment import RESULTS, environment, require_files, write_result  # noqa: E402
@@ -110,6 +111,15 @@ def per_camera_view(result: dict[str, Any]) -> dict[str, Any]:
             "label_videos": f"{_own_videos(result['rows'])} own"}
 
 
+def held_out_view(result: dict[str, Any]) -> dict[str, Any]:
+    """A result's scores at the threshold of its held-out videos alone (without the trained-on videos'
+    bound), as a result of its own: the same frames, another threshold; ``memad detect`` not run there."""
+    rows = [{**r, **r.get("held_out_only", {}), "held_out_only": None} for r in result["rows"]]
+    for row in rows:
+        row.pop("detect", None)
+    return {**result, "rows": rows, "label": f"{_setting(result)}, held-out bound only"}
+
+
 def _setting(result: dict[str, Any]) -> str:
     """The scoring setting a result file measured: its ``--set`` overrides, else the checkpoints' own
     calibration, "defaults" or "former defaults" (each frame on its own, memad's defaults before ``smooth``,
@@ -133,8 +143,21 @@ def _calibration_videos(result: dict[str, Any]) -> str:
     return "/".join(str(n) for n in sorted(counts)) or "-"
 
 
+def with_held_out_views(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``results``, each preceded by its :func:`held_out_view` where its rows have one."""
+    out = []
+    for r in results:
+        if r["rows"] and all(row.get("held_out_only") for row in r["rows"]):
+            out.append(held_out_view(r))
+        out.append(r)
+    return out
+
+
 def table(results: list[dict[str, Any]]) -> str:
-    """The results as one Markdown table: a row per dataset and setting, the seeds in each cell."""
+    """The results as one Markdown table: a row per dataset and setting (and the held-out bound alone, where
+    the trained-on videos' raised the threshold), the seeds in each cell."""
+    results = with_held_out_views(results)
+
     def seeds(rows, get, fmt):
         return ", ".join(fmt(get(r)) for r in rows)
 
@@ -197,7 +220,7 @@ def plot(results: list[dict[str, Any]], out: Path) -> None:
     import matplotlib.pyplot as plt
 
     views, seen = [], set()
-    for r in results:
+    for r in with_held_out_views(results):
         key = (r["data"], _setting(r), tuple(row["false_alarm_rate"] for row in r["rows"]))
         if key not in seen:  # the same checkpoints' held-out calibration in two files: drawn once
             views.append(r)
@@ -249,6 +272,10 @@ def main(argv: list[str] | None = None) -> int:
                          "from 1) or {name} is the data whose training split holds that camera's normal footage "
                          "(scenes:seed=0,train=4,camera={k}, or /data/cameras/{name}); each test video is then "
                          "scored alone at its camera's threshold")
+    ap.add_argument("--recalibrate", action="store_true",
+                    help="recalibrate each checkpoint with this memad's calibration first (as --set does)")
+    ap.add_argument("--label", help="the setting's name in the table and figure (default: from --set or the "
+                                    "calibration)")
     ap.add_argument("--out", type=Path)
     ap.add_argument("--plot", nargs="+", type=Path, help="only draw these result files side by side into --out")
     args = ap.parse_args(argv)
@@ -267,14 +294,13 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for path in args.checkpoints:
         trained = memad.load(path)
-        if not overrides:
+        if not overrides and not args.recalibrate:
             det = trained
-        else:
-            held_out = (trained.calibration_ or {}).get("videos")  # those train calibrated on
+        else:  # as `memad calibrate CHECKPOINT --data DATA`: the held-out videos, recognised by their frames
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)  # the stored calibration is dropped: the point
                 det = memad.load(path, overrides=overrides)
-                det.calibrate(args.data, videos=held_out)
+                det.calibrate(args.data)
         if det.calibration_ is None:
             ap.error(f"{path}: not calibrated (memad calibrate CHECKPOINT --data DATA)")
         scores = det.score(args.data, keep_maps=0)
@@ -284,11 +310,17 @@ def main(argv: list[str] | None = None) -> int:
                "asked": det.calibration_["false_alarm_rate"],
                "cross_validated_estimate": det.calibration_.get("check_false_alarm_rate"),
                "calibration_videos": det.calibration_.get("videos"), "calibration_frames": det.calibration_["frames"],
+               "threshold": det.threshold_, "trained_video_threshold": det.calibration_.get("trained_video_threshold"),
                "f1": metrics.get("f1"), "frame_auroc_per_video_minmax": paper_auroc(trained, scores),
                "scorer": det.config["scorer"]["name"], "scorer_frame_auroc_per_video": metrics["frame_auroc"],
                "calibrated_frame_auroc": metrics.get("calibrated_frame_auroc"),
                **auroc_breakdown(trained, scores),
                **shift_report(scores, det.threshold_)}
+        held_out = det.calibration_.get("held_out_threshold")
+        if held_out is not None and held_out != det.threshold_:  # what the held-out videos alone would flag
+            flagged = np.asarray(scores.calibrated) >= held_out
+            row["held_out_only"] = {"threshold": held_out, "f1": float(f1_score(scores.labels, flagged)),
+                                    **shift_report(scores, held_out)}
         if args.detect:
             row["detect"] = detect_report(det, scores, args.data)
         if args.camera_footage:
@@ -319,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
         f"_{k.split('.')[-1]}{v}" for k, v in overrides.items())
     out = args.out or RESULTS / f"calibration_shift_{tag}.json"
     result = {"environment": environment(torch.device("cpu")), "command": " ".join(sys.argv), "data": args.data,
-              "overrides": overrides, "rows": rows}
+              "overrides": overrides, "rows": rows, **({"label": args.label} if args.label else {})}
     write_result(out, result)
     plot([result], out.with_suffix(".png"))
     return 0

@@ -206,3 +206,27 @@ def test_calibrated_relative_scores_stream_as_they_score_offline():
     assert offline[0] == 0.0  # the first frame is its own floor
     streamed = np.array([r.score for r in det.stream(list(video.frames))])
     np.testing.assert_allclose(streamed, offline, atol=1e-5)
+
+
+@pytest.mark.parametrize("relative", [12, 0])
+def test_the_threshold_over_videos_also_clears_each_trained_on_videos_own_quantile(relative):
+    det = memad.build("mnad_pred", **tiny(test={"relative": relative, "threshold_over": "videos", "reset": "video",
+                                                "amp": False, "channels_last": False},
+                                          train={"max_steps_per_epoch": 3, "holdout": 0.34}))
+    train = make_synthetic("training", (32, 32), 3, 32, SPEC)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # 1 held-out video: warned, the point here is the others
+        det.fit(train)
+        det.calibrate(train)
+    held = det.calibration_["videos"]
+    assert len(held) == 1
+    bound = det.calibration_["trained_video_threshold"]
+    if not relative:  # absolute scores: trained-on videos score lower than new ones and bound nothing
+        assert bound is None
+        return
+    scores = det.score(train, keep_maps=0)  # every training video, each from the trained memory (reset: video)
+    quantiles = [np.quantile(scores.calibrated[scores.video == v], 0.99)
+                 for v, name in enumerate(train.names) if name not in held]
+    assert len(quantiles) == 2
+    assert bound == pytest.approx(max(quantiles))
+    assert det.threshold_ >= bound

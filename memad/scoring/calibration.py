@@ -242,12 +242,17 @@ def calibrate(model: TorchModel, data: Any, *, false_alarm_rate: float = 0.01, v
                       f"1 in {len(chosen) + 1}; calibrate on more normal videos of the camera for a firmer bound",
                       stacklevel=3)
     ranges, threshold, scores = _fit(stats, model.scorer, false_alarm_rate, quantiles, scoring)
+    held_out_threshold = threshold
+    trained_on = _trained_on_bound(model, split, chosen, why, baseline, ranges, scoring, false_alarm_rate)
+    if trained_on is not None:
+        threshold = max(threshold, trained_on)
     check, per_video = cross_validated_false_alarms(stats, model.scorer, false_alarm_rate, quantiles, scoring=scoring)
     calibration = {
         **baseline, **scoring,
         "signals": ranges, "quantiles": list(quantiles), "false_alarm_rate": float(false_alarm_rate),
         "threshold": threshold, "frames": int(len(stats)), "fit_false_alarm_rate": float((scores >= threshold).mean()),
         "videos": [split.names[i] for i in chosen], "videos_from": why, "source": str(split.source),
+        "held_out_threshold": held_out_threshold, "trained_video_threshold": trained_on,
         "check_false_alarm_rate": check, "check_per_video": {split.names[v]: r for v, r in per_video.items()},
         "memory": reads.summary() if recorded and reads.samples else None,
     }
@@ -255,6 +260,29 @@ def calibrate(model: TorchModel, data: Any, *, false_alarm_rate: float = 0.01, v
     if disagree:
         warnings.warn(f"{model.config['name']}: {disagree}", stacklevel=3)
     return calibration
+
+
+def _trained_on_bound(model: TorchModel, split, chosen: Sequence[int], why: str, baseline: Mapping[str, Any],
+                      ranges: Mapping[str, list[float]], scoring: Mapping[str, Any], false_alarm_rate: float
+                      ) -> float | None:
+    """The highest of the trained-on training videos' own ``1 - rate`` quantiles of their relative scores, when
+    the threshold is over videos, scores are relative (``test.relative``) and the calibration videos are the
+    held-out ones; else None.
+
+    A relative score is a video's excursion above its own running floor: training lowers a video's level,
+    which the floor takes away, and leaves its excursions about as wide as a new video's (measured:
+    docs/deploy.md). So every normal video of the training split, not only the few held out, is one more
+    video whose excursions the threshold must clear; the ranges stay those of the held-out videos.
+    """
+    if scoring["threshold_over"] != "videos" or scoring["relative"] <= 0 or why != "held out of training":
+        return None
+    others = [i for i in range(len(split.names)) if i not in set(chosen)]
+    if not others:
+        return None
+    stats = align(video_signals(model.network, split, only=others).stats, baseline)
+    if len(stats) == 0:
+        return None
+    return video_threshold(calibrated_scores(stats, model.scorer, ranges, scoring), stats.video, false_alarm_rate)
 
 
 def _calibration_videos(name: str, split, names: Sequence[str] | None, held: Sequence[str],
