@@ -92,6 +92,21 @@ def test_the_cross_validation_reports_each_video_the_others_calibrate():
     assert per_video[0] == per_video[1] and overall <= 0.02
 
 
+def test_each_fold_of_the_cross_validation_also_clears_the_trained_on_videos_as_the_calibration_does():
+    from memad.scoring.calibration import cross_validated_false_alarms
+
+    values = np.linspace(0.0, 1.0, 100)
+    # two held-out videos: video 1 spans twice video 0's range, so fitted on video 0 half of video 1 is flagged
+    stats = FrameStats(np.repeat([0, 1], 100), {"distance": np.concatenate([values, 2.0 * values])})
+    scoring = {"threshold_over": "videos"}
+    _, per_video = cross_validated_false_alarms(stats, _Distance(), 0.01, (0.0, 1.0), scoring=scoring)
+    assert per_video[1] == pytest.approx(0.5, abs=0.02)
+    # a trained-on video as wide as video 1 raises video 0's fold threshold to it: nothing of video 1 is flagged
+    wide = FrameStats(np.zeros(100, dtype=int), {"distance": 2.0 * values})
+    _, per_video = cross_validated_false_alarms(stats, _Distance(), 0.01, (0.0, 1.0), scoring=scoring, bounding=wide)
+    assert per_video[1] <= 0.01 + 1 / 100
+
+
 def test_calibrating_on_videos_that_disagree_warns_with_the_cross_validated_rate(monkeypatch):
     import memad.scoring.calibration as calibration
 

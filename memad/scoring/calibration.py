@@ -103,11 +103,13 @@ def _fit(stats: FrameStats, scorer: Scorer, false_alarm_rate: float, quantiles: 
 
 def cross_validated_false_alarms(stats: FrameStats, scorer: Scorer, false_alarm_rate: float,
                                  quantiles: tuple[float, float] = (0.01, 0.99), folds: int = 8,
-                                 scoring: Mapping[str, Any] | None = None) -> tuple[float | None, dict[int, float]]:
+                                 scoring: Mapping[str, Any] | None = None, bounding: FrameStats | None = None
+                                 ) -> tuple[float | None, dict[int, float]]:
     """The fraction of frames flagged when each group of videos is scored with ranges and a threshold
     fitted on the other videos (at most ``folds`` groups, one video each when there are few), and that
     fraction per video (``{video index: rate}``: how far the rate moves from one new video to the next);
-    ``(None, {})`` with a single video."""
+    ``(None, {})`` with a single video. ``bounding``: the trained-on videos, whose own quantiles each
+    fold's threshold also clears, as the calibration's does."""
     videos = np.unique(stats.video)
     if len(videos) < 2:
         return None, {}
@@ -118,6 +120,8 @@ def cross_validated_false_alarms(stats: FrameStats, scorer: Scorer, false_alarm_
         with warnings.catch_warnings():  # too few frames in a fold: the full fit warns once, if it has too few
             warnings.simplefilter("ignore", UserWarning)
             ranges, threshold, _ = _fit(stats.subset(~left_out), scorer, false_alarm_rate, quantiles, scoring)
+        if bounding is not None:
+            threshold = max(threshold, _bound(bounding, scorer, ranges, scoring or {}, false_alarm_rate))
         flagged[left_out] = calibrated_scores(stats.subset(left_out), scorer, ranges, scoring or {}) >= threshold
     return float(flagged.mean()), {int(v): float(flagged[stats.video == v].mean()) for v in videos}
 
@@ -243,10 +247,12 @@ def calibrate(model: TorchModel, data: Any, *, false_alarm_rate: float = 0.01, v
                       stacklevel=3)
     ranges, threshold, scores = _fit(stats, model.scorer, false_alarm_rate, quantiles, scoring)
     held_out_threshold = threshold
-    trained_on = _trained_on_bound(model, split, chosen, why, baseline, ranges, scoring, false_alarm_rate)
+    bounding = _trained_on_videos(model, split, chosen, why, baseline, scoring)
+    trained_on = None if bounding is None else _bound(bounding, model.scorer, ranges, scoring, false_alarm_rate)
     if trained_on is not None:
         threshold = max(threshold, trained_on)
-    check, per_video = cross_validated_false_alarms(stats, model.scorer, false_alarm_rate, quantiles, scoring=scoring)
+    check, per_video = cross_validated_false_alarms(stats, model.scorer, false_alarm_rate, quantiles, scoring=scoring,
+                                                    bounding=bounding)
     calibration = {
         **baseline, **scoring,
         "signals": ranges, "quantiles": list(quantiles), "false_alarm_rate": float(false_alarm_rate),
@@ -262,12 +268,11 @@ def calibrate(model: TorchModel, data: Any, *, false_alarm_rate: float = 0.01, v
     return calibration
 
 
-def _trained_on_bound(model: TorchModel, split, chosen: Sequence[int], why: str, baseline: Mapping[str, Any],
-                      ranges: Mapping[str, list[float]], scoring: Mapping[str, Any], false_alarm_rate: float
-                      ) -> float | None:
-    """The highest of the trained-on training videos' own ``1 - rate`` quantiles of their relative scores, when
-    the threshold is over videos, scores are relative (``test.relative``) and the calibration videos are the
-    held-out ones; else None.
+def _trained_on_videos(model: TorchModel, split, chosen: Sequence[int], why: str, baseline: Mapping[str, Any],
+                       scoring: Mapping[str, Any]) -> FrameStats | None:
+    """The signals of the training videos the model trained on, when they bound the threshold: scores
+    relative (``test.relative``), the threshold over videos, and the calibration videos the held-out ones;
+    else None.
 
     A relative score is a video's excursion above its own running floor: training lowers a video's level,
     which the floor takes away, and leaves its excursions about as wide as a new video's (measured:
@@ -280,9 +285,13 @@ def _trained_on_bound(model: TorchModel, split, chosen: Sequence[int], why: str,
     if not others:
         return None
     stats = align(video_signals(model.network, split, only=others).stats, baseline)
-    if len(stats) == 0:
-        return None
-    return video_threshold(calibrated_scores(stats, model.scorer, ranges, scoring), stats.video, false_alarm_rate)
+    return stats if len(stats) else None
+
+
+def _bound(stats: FrameStats, scorer: Scorer, ranges: Mapping[str, list[float]], scoring: Mapping[str, Any],
+           false_alarm_rate: float) -> float:
+    """The highest of the videos' of ``stats`` own ``1 - rate`` quantiles of their calibrated scores."""
+    return video_threshold(calibrated_scores(stats, scorer, ranges, scoring), stats.video, false_alarm_rate)
 
 
 def _calibration_videos(name: str, split, names: Sequence[str] | None, held: Sequence[str],
