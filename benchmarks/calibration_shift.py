@@ -113,7 +113,8 @@ def per_camera_view(result: dict[str, Any]) -> dict[str, Any]:
 
 def held_out_view(result: dict[str, Any]) -> dict[str, Any]:
     """A result's scores at the threshold of its held-out videos alone (without the trained-on videos'
-    bound), as a result of its own: the same frames, another threshold; ``memad detect`` not run there."""
+    bound), as a result of its own: the same frames, another threshold (the same where the bound did not
+    raise it); ``memad detect`` not run there."""
     rows = [{**r, **r.get("held_out_only", {}), "held_out_only": None} for r in result["rows"]]
     for row in rows:
         row.pop("detect", None)
@@ -147,7 +148,7 @@ def with_held_out_views(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """``results``, each preceded by its :func:`held_out_view` where its rows have one."""
     out = []
     for r in results:
-        if r["rows"] and all(row.get("held_out_only") for row in r["rows"]):
+        if any(row.get("held_out_only") for row in r["rows"]):  # a seed without one: the same threshold
             out.append(held_out_view(r))
         out.append(r)
     return out

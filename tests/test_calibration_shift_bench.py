@@ -59,6 +59,18 @@ def test_the_table_gives_each_seed_and_the_setting(bench):
                     "0.950, 0.950 | 0.900, - | 0.850, - |")
 
 
+def test_the_held_out_bound_alone_gets_a_row_of_its_own_where_the_trained_on_videos_raised_the_threshold(bench):
+    row = {"false_alarm_rate": 0.0, "per_video_max": 0.0, "f1": 0.6, "calibrated_frame_auroc": 0.8,
+           "frame_auroc_per_video_minmax": 0.85, "detect": {"false_alarm_rate": 0.0}, "calibration_videos": ["a"]}
+    raised = {**row, "held_out_only": {"false_alarm_rate": 0.035, "per_video_max": 0.29, "f1": 0.62}}
+    result = {"data": "ped2", "overrides": {}, "label": "defaults", "rows": [raised, row]}  # seed 2: not raised
+    held, kept = bench.table([result]).splitlines()[-2:]
+    assert held.startswith("| ped2 | defaults, held-out bound only | 1 | 3.5%, 0.0% | - | 29% | 0.620, 0.600 |")
+    assert kept.startswith("| ped2 | defaults | 1 | 0.0%, 0.0% | 0.0%, 0.0% | 0% | 0.600, 0.600 |")
+    alone = {**result, "rows": [row, row]}  # the bound never raised it: no second row
+    assert len(bench.table([alone]).splitlines()) == 3
+
+
 def test_the_auroc_over_videos_with_normal_frames_leaves_out_a_video_anomalous_throughout(bench):
     # video 0: normal 30 and 28 dB, anomalous 20 and 29; video 1 anomalous throughout
     stats = FrameStats(np.repeat([0, 1], [4, 2]), {"psnr": np.array([30.0, 20.0, 29.0, 28.0, 25.0, 24.0])})
