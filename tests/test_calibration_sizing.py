@@ -34,6 +34,18 @@ def test_a_threshold_over_videos_needs_four_videos():
     assert "train.holdout=0.45 would keep 4 videos" in said  # round(8 x 0.45) = 4; 0.05 steps
 
 
+def test_with_relative_scores_the_trained_on_videos_count_towards_a_threshold_over_videos():
+    # scores relative to their floor: every training video bounds the threshold, so 2 held out of 8 will do
+    assert holdout_shortfall([200] * 8, 5, 0.25, 0.01, "videos", trained_bound=True) is None
+    # the cross-validation still needs 2 held-out videos: round(8 x 0.1) = 1, round(8 x 0.15) = 1, 0.2 keeps 2
+    said = holdout_shortfall([200] * 8, 5, 0.1, 0.01, "videos", trained_bound=True)
+    assert "keeps 1 video (196 scored frames)" in said and "2 held-out videos" in said
+    assert "train.holdout=0.2 would keep 2 videos" in said
+    # 3 normal videos in all cannot make 4, however many are held out
+    said = holdout_shortfall([200] * 3, 5, 0.5, 0.01, "videos", trained_bound=True)
+    assert "4 normal videos in all" in said and "the training data has 3" in said and "would not be enough" in said
+
+
 def test_when_no_holdout_is_enough_it_says_to_calibrate_on_the_cameras_footage():
     said = holdout_shortfall([30] * 3, 5, 0.25, 0.01)
     assert "keeps 1 video (26 scored frames)" in said and "would not be enough" in said
@@ -50,21 +62,33 @@ def _said(caught, text: str) -> int:
 
 
 def test_the_shortfall_is_said_once_before_training_not_again_at_calibration(tmp_path):
-    # synthetic holds 8 training videos: train.holdout=0.25 keeps 2, a threshold over videos (the default) wants 4
+    # synthetic holds 8 training videos: train.holdout=0.25 keeps 2, a threshold over videos (the default) of
+    # scores on their own (not relative to a floor, so the trained-on videos do not bound it) wants 4
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         assert main(["train", "ae", "--data", "synthetic", "--epochs", "1", "--out", str(tmp_path / "r"),
-                     *TINY_SET]) == 0
+                     *TINY_SET, "--set", "test.relative=0"]) == 0
     assert _said(caught, "4 videos (test.threshold_over=videos)") == 1
     assert _said(caught, "a threshold over videos from") == 0
 
 
 def test_calibrating_without_the_check_before_training_still_warns():
-    det = memad.build("ae", **tiny())
+    det = memad.build("ae", **tiny(test={"relative": 0}))
     det.fit("synthetic", epochs=1)
     assert len(det.holdout_videos_) == 2 and det.holdout_warning_ is None
-    with pytest.warns(UserWarning, match="a threshold over videos from 2 calibration videos"):
+    with pytest.warns(UserWarning, match="a threshold over videos from 2 normal videos"):
         det.calibrate("synthetic")
+
+
+def test_relative_scores_are_bounded_by_every_training_video_and_not_warned_about():
+    det = memad.build("ae", **tiny())  # test.relative > 0 by default
+    det.fit("synthetic", epochs=1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        calibration = det.calibrate("synthetic").calibration_
+    assert _said(caught, "a threshold over videos from") == 0
+    assert len(calibration["videos"]) == 2 and calibration["trained_video_threshold"] is not None
+    assert calibration["threshold"] >= calibration["trained_video_threshold"]
 
 
 def test_other_footage_named_like_the_held_out_videos_is_calibrated_on_whole(tmp_path):

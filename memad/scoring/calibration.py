@@ -165,8 +165,10 @@ def warn_holdout_shortfall(model: TorchModel, lengths: Sequence[int], false_alar
     cfg = model.config
     if cfg["train"]["holdout"] <= 0:
         return  # calibrate() warns about calibrating on training videos
+    test = cfg["test"]
     short = holdout_shortfall(list(lengths), model.network.clip_length, cfg["train"]["holdout"], false_alarm_rate,
-                              cfg["test"].get("threshold_over", "frames"))
+                              test.get("threshold_over", "frames"),
+                              trained_bound=int(test.get("relative", 0)) > 0)
     if short:
         model.holdout_warning_ = short
         warnings.warn(f"{cfg['name']}: {short}", stacklevel=3)
@@ -178,40 +180,54 @@ MIN_VIDEOS = {"frames": 2, "videos": 4}
 
 
 def holdout_shortfall(lengths: Sequence[int], clip_length: int, holdout: float, false_alarm_rate: float,
-                      threshold_over: str = "frames") -> str | None:
+                      threshold_over: str = "frames", *, trained_bound: bool = False) -> str | None:
     """What ``train.holdout`` of videos of ``lengths`` lacks for calibrating at ``false_alarm_rate``:
     ``None`` when the held-out videos hold at least ``1 / rate - 1`` scored frames and enough videos
     (:data:`MIN_VIDEOS`), else a sentence that says how much more is needed and the smallest holdout
-    that has it.
+    that has it. ``trained_bound``: the trained-on videos bound a threshold over videos too (scores
+    relative to their floor, :func:`calibrate`), so the videos it needs count all of them, and the
+    held-out ones need only be enough for the cross-validation.
 
     >>> holdout_shortfall([60] * 6, 5, 0.25, 0.01) is None     # 2 videos, 112 scored frames
     True
     >>> holdout_shortfall([60] * 6, 5, 0.25, 0.005)[:58]
     'train.holdout=0.25 keeps 2 videos (112 scored frames) for '
+    >>> holdout_shortfall([60] * 6, 5, 0.25, 0.01, "videos") is not None     # 2 videos of 4
+    True
+    >>> holdout_shortfall([60] * 6, 5, 0.25, 0.01, "videos", trained_bound=True) is None  # 2 held out, 6 in all
+    True
     """
     frames_needed = math.ceil(1.0 / false_alarm_rate) - 1
+    bounded = trained_bound and threshold_over == "videos"
+    held_needed = MIN_VIDEOS["frames"] if bounded else MIN_VIDEOS.get(threshold_over, 2)
     videos_needed = MIN_VIDEOS.get(threshold_over, 2)
 
     def held(fraction: float) -> tuple[int, int]:
         idx = holdout_videos(len(lengths), fraction)
         return len(idx), sum(max(lengths[i] - clip_length + 1, 0) for i in idx)
 
+    def enough(kept: tuple[int, int]) -> bool:
+        return kept[0] >= held_needed and kept[1] >= frames_needed and (not bounded or len(lengths) >= videos_needed)
+
     n_videos, n_frames = held(holdout)
-    if n_frames >= frames_needed and n_videos >= videos_needed:
+    if enough((n_videos, n_frames)):
         return None
     larger = ((f / 20, held(f / 20)) for f in range(1, 19) if f / 20 > holdout)  # train.holdout's range, by 0.05
-    enough = next(((f, kept) for f, kept in larger if kept[0] >= videos_needed and kept[1] >= frames_needed), None)
-    if enough:
-        fraction, (v, f) = enough
+    more = next(((f, kept) for f, kept in larger if enough(kept)), None)
+    if more:
+        fraction, (v, f) = more
         fix = f"train.holdout={fraction:g} would keep {_count(v, 'video')} ({f} frames)"
     else:
         fix = "holding out more of these videos would not be enough"
+    if bounded:
+        need = (f"{held_needed} held-out videos, and {videos_needed} normal videos in all for test.threshold_over="
+                f"videos (the training data has {len(lengths)})")
+    else:
+        need = f"{videos_needed} videos{' (test.threshold_over=videos)' if threshold_over == 'videos' else ''}"
     return (f"train.holdout={holdout:g} keeps {_count(n_videos, 'video')} ({n_frames} scored frames) for the "
-            f"calibration; a "
-            f"false-alarm rate of {false_alarm_rate:.2%} needs at least {frames_needed} frames and "
-            f"{videos_needed} videos{' (test.threshold_over=videos)' if threshold_over == 'videos' else ''}: "
-            f"{fix}, or calibrate on a folder of the camera's own normal footage (memad calibrate CHECKPOINT "
-            f"--data FOLDER)")
+            f"calibration; a false-alarm rate of {false_alarm_rate:.2%} needs at least {frames_needed} frames and "
+            f"{need}: {fix}, or calibrate on a folder of the camera's own normal footage (memad calibrate "
+            f"CHECKPOINT --data FOLDER)")
 
 
 def calibrate(model: TorchModel, data: Any, *, false_alarm_rate: float = 0.01, videos: Sequence[str] | None = None,
@@ -238,16 +254,17 @@ def calibrate(model: TorchModel, data: Any, *, false_alarm_rate: float = 0.01, v
                "threshold_over": test.get("threshold_over", "frames")}
     if split.independent_frames:  # an image set: nothing to average over or take a floor of
         scoring = {"smooth": 0, "relative": 0, "threshold_over": "frames"}
+    bounding = _trained_on_videos(model, split, chosen, why, baseline, scoring)
+    n_videos = len(chosen) + (0 if bounding is None else len(np.unique(bounding.video)))  # that bound the threshold
     said = why == "held out of training" and getattr(model, "holdout_warning_", None)  # warned before training
-    if scoring["threshold_over"] == "videos" and len(chosen) < MIN_VIDEOS["videos"] and not said:
-        count = _count(len(chosen), "calibration video")
+    if scoring["threshold_over"] == "videos" and n_videos < MIN_VIDEOS["videos"] and not said:
+        count = _count(n_videos, "normal video")
         warnings.warn(f"{model.config['name']}: a threshold over videos from {count}: a new video flags"
                       f" more than {false_alarm_rate:.2%} of its frames with a chance of up to "
-                      f"1 in {len(chosen) + 1}; calibrate on more normal videos of the camera for a firmer bound",
+                      f"1 in {n_videos + 1}; calibrate on more normal videos of the camera for a firmer bound",
                       stacklevel=3)
     ranges, threshold, scores = _fit(stats, model.scorer, false_alarm_rate, quantiles, scoring)
     held_out_threshold = threshold
-    bounding = _trained_on_videos(model, split, chosen, why, baseline, scoring)
     trained_on = None if bounding is None else _bound(bounding, model.scorer, ranges, scoring, false_alarm_rate)
     if trained_on is not None:
         threshold = max(threshold, trained_on)
