@@ -108,3 +108,17 @@ def test_other_footage_named_like_the_held_out_videos_is_calibrated_on_whole(tmp
         loaded.calibrate(data.replace("test=2,", "test=2,camera=1,"))
     assert loaded.calibration_["videos"] == ["01", "02", "03", "04"]
     assert loaded.calibration_["videos_from"].startswith("all (not the training data")
+
+
+def test_the_check_before_training_follows_the_test_config():
+    from memad.scoring.calibration import warn_holdout_shortfall
+
+    relative = memad.build("ae", **tiny())  # relative scores: 2 held out of 8 normal videos will do
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_holdout_shortfall(relative, [200] * 8, 0.01)
+    assert getattr(relative, "holdout_warning_", None) is None
+    alone = memad.build("ae", **tiny(test={"relative": 0}))  # scores on their own: 4 held out needed
+    with pytest.warns(UserWarning, match="needs at least 99 frames and 4 videos"):
+        warn_holdout_shortfall(alone, [200] * 8, 0.01)
+    assert "train.holdout=0.45 would keep 4 videos" in alone.holdout_warning_
