@@ -33,12 +33,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.metrics import f1_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib.environment import RESULTS, environment, require_files, write_result  # noqa: E402
 
 import memad  # noqa: E402
+from memad.metrics import precision_recall_f1  # noqa: E402
 
 #: Distance bins (frames to the nearest anomalous frame of the same video).
 BINS = (("1-2", 1, 2), ("3-10", 3, 10), (">10", 11, np.inf))
@@ -320,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
         held_out = det.calibration_.get("held_out_threshold")
         if held_out is not None and held_out != det.threshold_:  # what the held-out videos alone would flag
             flagged = np.asarray(scores.calibrated) >= held_out
-            row["held_out_only"] = {"threshold": held_out, "f1": float(f1_score(scores.labels, flagged)),
+            row["held_out_only"] = {"threshold": held_out, "f1": precision_recall_f1(scores.labels, flagged)["f1"],
                                     **shift_report(scores, held_out)}
         if args.detect:
             row["detect"] = detect_report(det, scores, args.data)
@@ -384,7 +384,7 @@ def per_camera_report(path: Path, overrides: dict[str, Any], data: str, template
     starts a stream) at a threshold calibrated on all videos of its own camera's normal footage (the
     training split of ``template`` filled with the video's number ``{k}`` and ``{name}``); the false alarms
     on its normal frames, pooled and per video, and F1 and the calibrated AUROC over the videos pooled."""
-    from sklearn.metrics import f1_score, roc_auc_score
+    from sklearn.metrics import roc_auc_score
 
     from memad.data import open_split
 
@@ -405,7 +405,8 @@ def per_camera_report(path: Path, overrides: dict[str, Any], data: str, template
         n_videos.add(len(own.names))
     y, f, c = np.concatenate(labels), np.concatenate(flagged), np.concatenate(calibrated)
     return {"footage": template, "calibration_videos": sorted(n_videos), "false_alarm_rate": float(f[y == 0].mean()),
-            "per_video": per_video, "f1": float(f1_score(y, f)), "calibrated_frame_auroc": float(roc_auc_score(y, c))}
+            "per_video": per_video, "f1": precision_recall_f1(y, f)["f1"],
+            "calibrated_frame_auroc": float(roc_auc_score(y, c))}
 
 
 def detect_report(det: Any, scores: Any, data: str) -> dict[str, Any]:

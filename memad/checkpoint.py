@@ -97,8 +97,9 @@ def upgrade(data: dict[str, Any], path: str | Path = "checkpoint") -> dict[str, 
         if train.get("amp") is True:
             train["amp"] = "auto"
         config = {**config, "test": test, "memory": memory, "train": train}
-    if isinstance(config.get("data", {}), dict):
-        config = {**config, "data": {"normalise": "none", **(config.get("data") or {})}}
+    data_section = config.get("data") or {}
+    if isinstance(data_section, dict):
+        config = {**config, "data": {"normalise": "none", **data_section}}
     return {**data, "version": VERSION, "config": config}
 
 

@@ -108,7 +108,7 @@ class Network(nn.Module):
         """Float clips ``(B, L, C, H, W)`` -> model input ``(B, frames*C, H, W)`` and target
         (:func:`memad.frames.clip_input`)."""
         data = self.config["data"]
-        return frames.clip_input(clip, data["frames"], self.task, data["input"], data.get("normalise", "none"))
+        return frames.clip_input(clip, data["frames"], self.task, data["input"], data["normalise"])
 
     # -- the pass -------------------------------------------------------------------------
     def forward(self, x: Tensor) -> NetworkOutput:

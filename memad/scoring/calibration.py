@@ -298,7 +298,8 @@ def _trained_on_videos(model: TorchModel, split, chosen: Sequence[int], why: str
     """
     if scoring["threshold_over"] != "videos" or scoring["relative"] <= 0 or why != "held out of training":
         return None
-    others = [i for i in range(len(split.names)) if i not in set(chosen)]
+    held = set(chosen)
+    others = [i for i in range(len(split.names)) if i not in held]
     if not others:
         return None
     stats = align(video_signals(model.network, split, only=others).stats, baseline)
