@@ -147,10 +147,19 @@ class TestConfig:
     #: 5-frame averages: an online per-video min-max, for scenes that differ from video to video. A stream
     #: starting inside an event takes it for its floor, as does an event much longer than ``relative``.
     relative: int = field(default=128, metadata=_range(0))
+    #: A prediction model's own signals (the memory's distance...) come from its input frames, one frame
+    #: behind the frame it predicts: true gives frame t those of the next clip, whose inputs end at t, so
+    #: frames just after an event do not carry its reads (memad.scoring.baseline). Streams answer a clip later.
+    align_inputs: bool = True
+    #: A frame is flagged when it and its video's (or stream's) next ``confirm`` frames all score above the
+    #: threshold: a few frames over it (a prediction's tail after an event) do not flag alone. Streams answer
+    #: ``confirm`` frames late; 0 decides each frame on its own score.
+    confirm: int = field(default=2, metadata=_range(0))
     #: What the threshold holds for: "frames" (a new normal frame like the calibration frames exceeds it
     #: with probability at most the rate) or "videos" (also no lower than each calibration video's 1 - rate
-    #: quantile: a new video like them flags at most the rate, with probability n / (n + 1)). These four are
-    #: kept in the calibration; smooth 0, relative 0 and "frames" score each frame on its own (docs/deploy.md).
+    #: quantile: a new video like them flags at most the rate, with probability n / (n + 1)). These settings
+    #: are kept in the calibration; smooth 0, relative 0, align_inputs false, confirm 0 and "frames" score each
+    #: frame on its own (docs/deploy.md).
     threshold_over: Literal["frames", "videos"] = "videos"
     #: bfloat16 autocast while scoring (eval, calibrate, stream, detect): "auto" turns it on on CUDA
     #: and on CPUs with native bf16 (AMX-BF16 or AVX512-BF16), where with channels-last it scores

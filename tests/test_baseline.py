@@ -212,7 +212,8 @@ def test_a_threshold_over_videos_holds_for_the_videos_a_frame_threshold_lets_thr
 
 def test_calibrated_relative_scores_stream_as_they_score_offline():
     det = memad.build("mnad_pred", **tiny(test={"relative": 12, "threshold_over": "videos", "amp": False,
-                                                "channels_last": False}, train={"max_steps_per_epoch": 3}))
+                                                "channels_last": False, "align_inputs": False, "confirm": 0},
+                                          train={"max_steps_per_epoch": 3}))
     with pytest.warns(UserWarning, match="a threshold over videos from 3 normal videos:"):
         fit_and_calibrate(det, SPEC)
     assert det.calibration_["relative"] == 12 and det.calibration_["threshold_over"] == "videos"

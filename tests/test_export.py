@@ -59,13 +59,13 @@ def test_an_export_scores_relative_to_the_running_floor_as_eval_does(tmp_path):
     # test.relative lives in the calibration the file carries: the exported model applies it as the
     # checkpoint does, offline and streamed
     det = _calibrated("mnad_pred", memory={"gate": 0.05},
-                      test={"relative": 12, "reset": "video", "amp": False, "channels_last": False})
+                      test={"relative": 12, "reset": "video", "amp": False, "channels_last": False, "confirm": 0})
     export(det, tmp_path / "rel.onnx", "onnx", frames=30)
     model = load_exported(tmp_path / "rel.onnx")
     assert model.meta["calibration"]["relative"] == 12
     video = make_synthetic("testing", (32, 32), 3, 32, SPEC).video(1)
     exported = model.scores(video.frames.numpy())
-    assert exported[0] == 0.0
+    assert exported[0] == 0.0  # the first frame is its own floor (confirm 0: its own decision)
     np.testing.assert_allclose(exported, det.score(video).calibrated, atol=1e-4, rtol=0)
 
 

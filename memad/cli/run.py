@@ -58,9 +58,11 @@ def _print_calibration(cal: dict, path: Path | str) -> None:
     spread = list((cal.get("check_per_video") or {}).values())
     checked = (f"cross-validated by video: {check:.2%} of normal frames flagged, {min(spread):.1%} to "
                f"{max(spread):.1%} per video" if check is not None and spread else "one video: no cross-validation")
-    # the scoring settings the threshold was fitted under (test.warmup, smooth, relative, threshold_over)
-    settings = [f"{k} {cal[k]}" for k, least in (("warmup", 1), ("smooth", 2), ("relative", 1))
+    # the scoring settings the threshold was fitted under (test.warmup, smooth, relative, confirm, align_inputs,
+    # threshold_over)
+    settings = [f"{k} {cal[k]}" for k, least in (("warmup", 1), ("smooth", 2), ("relative", 1), ("confirm", 1))
                 if (cal.get(k) or 0) >= least]
+    settings += ["inputs aligned"] if cal.get("align_inputs") else []
     settings += ["over videos"] if cal.get("threshold_over") == "videos" else []
     fitted = f" ({', '.join(settings)})" if settings else ""
     print(f"memad: calibrated on {cal['frames']} normal frames of {len(cal['videos'])} videos ({cal['videos_from']}): "

@@ -32,6 +32,22 @@ video starts normal; before it has ``N`` frames the floor is that of the frames 
 scores 0). Memory is constant (``N`` values per stream). The threshold is fitted on the calibration
 videos' relative scores, and the calibration records ``smooth`` and ``relative``.
 
+A prediction model's own signals (the memory's ``distance``, anything but the error's ``mse``, ``psnr``
+and ``contrast``) come from its input frames ``t-L ... t-1``, never from the frame ``t`` it predicts: they
+lag the frames they describe by one. With ``align_inputs`` (calibrated scores of prediction models)
+frame ``t`` takes them from the next clip, whose inputs end at ``t`` (the last frame of a video keeps its
+own): a frame's signals then describe frames up to it and no further, so frames just after an event no
+longer carry the event's reads. A stream answers each frame one clip later.
+
+With ``confirm = C > 0`` a frame's decision score is the lowest of its relative score and its video's next
+``C`` (fewer at the video's end): a frame is flagged when it and the next ``C`` frames all score above
+the threshold, so a few frames over it (the prediction's tail after an event, one noisy stretch) do not
+flag alone, and an event's last ``C`` frames are left to the frames before them. A stream answers ``C``
+frames late. The threshold is fitted on the calibration videos' decision scores, and the calibration
+records ``align_inputs`` and ``confirm``.
+
+>>> confirmed(np.array([0., 5., 5., 5., 0., 5.]), np.zeros(6, dtype=int), 2).tolist()
+[0.0, 5.0, 0.0, 0.0, 0.0, 5.0]
 >>> causal_medians(np.array([1., 3., 2., 9., 9.]), np.zeros(5, dtype=int), 3).tolist()
 [1.0, 2.0, 2.0, 2.0, 2.0]
 """
@@ -39,14 +55,16 @@ videos' relative scores, and the calibration records ``smooth`` and ``relative``
 from __future__ import annotations
 
 import collections
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
 from ..interfaces import FrameStats
+from ..network.contract import ALWAYS_SIGNALS  # computed from the output and the scored frame
 
 __all__ = ["causal_medians", "video_baselines", "align", "StreamBaseline", "moving_average", "running_floor",
-           "relative_scores", "StreamRelative", "RELATIVE_QUANTILE", "RELATIVE_SMOOTHING"]
+           "relative_scores", "StreamRelative", "inputs_aligned", "confirmed", "StreamDecisions",
+           "RELATIVE_QUANTILE", "RELATIVE_SMOOTHING"]
 
 #: The relative score's floor: this quantile of the recent smoothed scores (low, so that it follows a
 #: video's normal frames rather than its events) ...
@@ -144,13 +162,51 @@ def running_floor(scores: np.ndarray, video: np.ndarray, window: int) -> np.ndar
 
 
 def relative_scores(scores: np.ndarray, video: np.ndarray, calibration: Mapping[str, Any]) -> np.ndarray:
-    """``scores`` averaged over their video's last ``smooth`` frames and then made relative to its running
-    floor, as far as the calibration asks (``smooth > 1``, ``relative > 0``); else ``scores`` as they are."""
+    """``scores`` averaged over their video's last ``smooth`` frames, made relative to its running floor and
+    confirmed over its next ``confirm`` frames, as far as the calibration asks (``smooth > 1``,
+    ``relative > 0``, ``confirm > 0``); else ``scores`` as they are."""
     k, window = int(calibration.get("smooth") or 0), int(calibration.get("relative") or 0)
     scores = np.asarray(scores, dtype=np.float64)
     if k > 1:
         scores = moving_average(scores, video, k)
-    return scores - running_floor(scores, video, window) if window > 0 else scores
+    if window > 0:
+        scores = scores - running_floor(scores, video, window)
+    return confirmed(scores, video, int(calibration.get("confirm") or 0))
+
+
+def confirmed(scores: np.ndarray, video: np.ndarray, frames: int) -> np.ndarray:
+    """Per frame, the lowest of its score and its video's next ``frames`` scores (fewer at the video's end)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if frames <= 0:
+        return scores
+    out = np.empty_like(scores)
+    for v in np.unique(video):
+        idx = np.flatnonzero(video == v)
+        x = scores[idx]
+        out[idx] = [x[i:i + frames + 1].min() for i in range(len(x))]
+    return out
+
+
+def inputs_aligned(stats: FrameStats, calibration: Mapping[str, Any]) -> FrameStats:
+    """``stats`` with each frame's input signals (all but :data:`ALWAYS_SIGNALS`) taken from its video's next
+    frame, when the calibration asks (``align_inputs``); the last frame of a video keeps its own.
+
+    >>> signals = {"psnr": np.array([1., 2., 3., 4.]), "distance": np.array([5., 6., 7., 8.])}
+    >>> inputs_aligned(FrameStats(np.array([0, 0, 0, 1]), signals), {"align_inputs": True})["distance"].tolist()
+    [6.0, 7.0, 7.0, 8.0]
+    """
+    if not calibration.get("align_inputs"):
+        return stats
+    signals = dict(stats.signals)
+    for name, values in stats.signals.items():
+        if name in ALWAYS_SIGNALS:
+            continue
+        out = np.array(values, dtype=np.float64)
+        for v in np.unique(stats.video):
+            idx = np.flatnonzero(stats.video == v)
+            out[idx[:-1]] = values[idx[1:]]
+        signals[name] = out
+    return FrameStats(stats.video, signals, calibration=stats.calibration)
 
 
 class StreamRelative:
@@ -173,3 +229,49 @@ class StreamRelative:
         self.recent.append(score)
         self.smoothed.append(float(np.array(self.recent).mean()))
         return score - _floor(np.array(self.smoothed), self.window)
+
+
+class StreamDecisions:
+    """The offline decision scores (:func:`inputs_aligned`, the scorer, :func:`relative_scores`), one
+    clip at a time: :meth:`push` each clip's one-frame signals with what to hand back with its frame, and
+    get the frames whose decision is complete; :meth:`finish` hands back the rest at the stream's end.
+    Memory is constant (a clip or two, ``confirm + 1`` scores and the floor's window)."""
+
+    def __init__(self, calibration: Mapping[str, Any], score: Callable[[FrameStats], float]):
+        self.align = bool(calibration.get("align_inputs"))
+        self.confirm = int(calibration.get("confirm") or 0)
+        self.score = score
+        self.relative = StreamRelative(calibration)
+        self.previous: tuple[FrameStats, Any] | None = None
+        self.waiting: collections.deque = collections.deque()
+
+    def push(self, stats: FrameStats, item: Any) -> list[tuple[Any, float]]:
+        """One clip's ``stats`` (one frame) and its ``item``: the ``(item, decision score)`` now complete."""
+        if not self.align:
+            return self._scored(stats, item)
+        previous, self.previous = self.previous, (stats, item)
+        if previous is None:
+            return []
+        own, carried = previous
+        inputs = {k: v for k, v in stats.signals.items() if k not in ALWAYS_SIGNALS}
+        return self._scored(FrameStats(own.video, {**own.signals, **inputs}, calibration=own.calibration), carried)
+
+    def finish(self) -> list[tuple[Any, float]]:
+        """The frames still waiting, decided with the scores there are (as at the end of a video)."""
+        out = []
+        if self.previous is not None:
+            out += self._scored(*self.previous)
+            self.previous = None
+        while self.waiting:
+            out.append(self._decided())
+        return out
+
+    def _scored(self, stats: FrameStats, item: Any) -> list[tuple[Any, float]]:
+        self.waiting.append((item, self.relative(self.score(stats))))
+        return [self._decided()] if len(self.waiting) > self.confirm else []
+
+    def _decided(self) -> tuple[Any, float]:
+        item, _ = self.waiting[0]
+        lowest = min(s for _, s in self.waiting)
+        self.waiting.popleft()
+        return item, lowest

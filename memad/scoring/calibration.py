@@ -43,7 +43,7 @@ from ..data import open_split
 from ..data.clips import holdout_videos
 from ..errors import ConfigError, DataError
 from ..interfaces import FrameStats, Scorer
-from .baseline import align, relative_scores, video_baselines
+from .baseline import align, inputs_aligned, relative_scores, video_baselines
 from .profile import ReadProfile
 from .reads import recording
 from .runner import video_signals
@@ -85,7 +85,7 @@ def video_threshold(scores: np.ndarray, video: np.ndarray, false_alarm_rate: flo
 def calibrated_scores(stats: FrameStats, scorer: Scorer, ranges: Mapping[str, list[float]],
                       scoring: Mapping[str, Any]) -> np.ndarray:
     """``scorer``'s scores of ``stats`` scaled by ``ranges``, relative to each video's floor under ``scoring``."""
-    return relative_scores(scorer(stats.with_calibration(ranges)), stats.video, scoring)
+    return relative_scores(scorer(inputs_aligned(stats, scoring).with_calibration(ranges)), stats.video, scoring)
 
 
 def _fit(stats: FrameStats, scorer: Scorer, false_alarm_rate: float, quantiles: tuple[float, float],
@@ -251,9 +251,10 @@ def calibrate(model: TorchModel, data: Any, *, false_alarm_rate: float = 0.01, v
     stats = align(stats, baseline)  # each video shifted by its own start (test.warmup; a no-op at 0)
     test = model.config["test"]
     scoring = {"smooth": int(test.get("smooth", 0)), "relative": int(test.get("relative", 0)),
-               "threshold_over": test.get("threshold_over", "frames")}
-    if split.independent_frames:  # an image set: nothing to average over or take a floor of
-        scoring = {"smooth": 0, "relative": 0, "threshold_over": "frames"}
+               "align_inputs": bool(test.get("align_inputs", False)) and model.config["task"] == "prediction",
+               "confirm": int(test.get("confirm", 0)), "threshold_over": test.get("threshold_over", "frames")}
+    if split.independent_frames:  # an image set: nothing to average over, take a floor of or wait for
+        scoring = {"smooth": 0, "relative": 0, "align_inputs": False, "confirm": 0, "threshold_over": "frames"}
     bounding = _trained_on_videos(model, split, chosen, why, baseline, scoring)
     n_videos = len(chosen) + (0 if bounding is None else len(np.unique(bounding.video)))  # that bound the threshold
     said = why == "held out of training" and getattr(model, "holdout_warning_", None)  # warned before training

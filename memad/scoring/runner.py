@@ -38,7 +38,7 @@ from ..errors import DataError, NumericalError
 from ..frames import FloatRange, as_video, to_float
 from ..interfaces import FrameStats, Scorer
 from ..network import Network
-from .baseline import align, relative_scores
+from .baseline import align, inputs_aligned, relative_scores
 from .maps import TOP_MAPS, MapSink, check_keep
 from .scores import Scores
 from .step import TorchModel, default_map_hw, step_signals, trained_state, writes_at_test
@@ -202,9 +202,10 @@ def score_videos(model: TorchModel, data: Any, labels: str | Path | None = None,
     if model.calibration_ is not None:
         calibrated = relative_scores(
             apply_scorer(model.scorer, cfg["scorer"]["name"],
-                         align(stats, model.calibration_).with_calibration(model.calibration_["signals"]),
+                         inputs_aligned(align(stats, model.calibration_), model.calibration_)
+                         .with_calibration(model.calibration_["signals"]),
                          videos, frame_idx),
-            stats.video, model.calibration_)  # test.relative: each video's scores minus its running floor
+            stats.video, model.calibration_)  # test.relative, confirm: each video's floor, the next frames
     return Scores(
         scores=scores, frame=frame_idx, video=stats.video,
         labels=None if videos.labels is None else videos.labels[frame_idx].astype(np.int8),

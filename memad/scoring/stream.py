@@ -4,7 +4,10 @@
 (the memory's test-time write applied online, as in the sequential test), and scores the
 frame's signals with the detector's calibration, so that a frame's score depends on it
 alone. Memory use is constant: nothing grows with the stream. On a finite video the scores
-equal the offline calibrated scores of ``test.mode: sequential``.
+equal the offline calibrated scores of ``test.mode: sequential``. A frame's result waits for
+what its decision does (:mod:`memad.scoring.baseline`): the next clip's input signals
+(``test.align_inputs``) and the next ``test.confirm`` frames; the rest come when the stream ends
+or is interrupted (Ctrl-C).
 
 When frames arrive faster than the model scores them (a live camera), ``policy`` says
 what happens: ``block`` (the default) reads the next frame only when the model is ready, so
@@ -29,7 +32,7 @@ from ..config import image_hw
 from ..errors import ConfigError
 from ..frames import UNIT_RANGE, FloatRange, FrameReader
 from ..interfaces import FrameStats
-from .baseline import StreamBaseline, StreamRelative
+from .baseline import StreamBaseline, StreamDecisions
 from .calibration import require_calibration
 from .step import ClipStep, StepModel
 
@@ -143,9 +146,18 @@ def _loop(model: StepModel, step: ClipStep, reader: FrameReader, frames: Iterabl
           threshold: float, policy: str, maps: bool) -> Iterator[FrameResult]:
     clip, offset = model.clip_length, model.score_offset
     ranges, baseline = cal["signals"], StreamBaseline(cal)  # the stream's own baseline (test.warmup)
-    relative = StreamRelative(cal)  # and its running floor (test.relative)
+    # the next clip's input signals (test.align_inputs), the running floor (test.relative), the next frames
+    # (test.confirm): a frame's result comes once what its decision waits for has arrived
+    decisions = StreamDecisions(cal, lambda stats: float(np.asarray(model.scorer(stats), dtype=np.float64)[0]))
     window: collections.deque = collections.deque(maxlen=clip)
     source = _LatestFrames(frames, keep=1) if policy == "drop" else None
+
+    def result(frame: tuple[int, float, dict[str, float], Any], score: float) -> FrameResult:
+        index, arrived, values, error_map = frame
+        return FrameResult(index=index, score=score, anomalous=score >= threshold, threshold=threshold,
+                           signals=values, latency=time.perf_counter() - arrived,
+                           dropped=source.dropped if source is not None else 0, policy=policy, error_map=error_map)
+
     try:
         for index, frame, arrived in (source if source is not None else _timed(frames)):
             window.append((index, reader(frame, index), arrived))
@@ -155,13 +167,18 @@ def _loop(model: StepModel, step: ClipStep, reader: FrameReader, frames: Iterabl
             values = {k: float(v[0]) for k, v in raw.items() if k != "map"}
             stats = FrameStats(np.zeros(1, dtype=np.int64), {k: np.array([v]) for k, v in values.items()},
                                calibration=ranges)
-            score = relative(float(np.asarray(model.scorer(baseline(stats)), dtype=np.float64)[0]))
             scored_index, _, scored_arrival = window[offset]
-            yield FrameResult(
-                index=scored_index, score=score, anomalous=score >= threshold, threshold=threshold,
-                signals={**values, "psnr": float(stats["psnr"][0])}, latency=time.perf_counter() - scored_arrival,
-                dropped=source.dropped if source is not None else 0, policy=policy,
-                error_map=_as_array(raw["map"][0]) if maps else None)
+            frame_of = (scored_index, scored_arrival, {**values, "psnr": float(stats["psnr"][0])},
+                        _as_array(raw["map"][0]) if maps else None)
+            for done, score in decisions.push(baseline(stats), frame_of):
+                yield result(done, score)
+    except KeyboardInterrupt:  # Ctrl-C: the frames read so far are decided as at the stream's end, then it stops
+        for done, score in decisions.finish():
+            yield result(done, score)
+        raise
+    else:
+        for done, score in decisions.finish():
+            yield result(done, score)
     finally:
         step.close()
 
