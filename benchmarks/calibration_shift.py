@@ -27,6 +27,7 @@ import argparse
 import json
 import re
 import sys
+import textwrap
 import warnings
 from pathlib import Path
 from typing import Any
@@ -247,7 +248,8 @@ def plot(results: list[dict[str, Any]], out: Path) -> None:
         ax.axhline(asked, color="k", ls="--", lw=1)
         ax.axhline(asked + 2, color="red", ls=":", lw=1)
         ax.set_ylim(0, cap + 1)
-        labels = [f"{_setting(r)}\n({_calibration_videos(r)} cal. videos)".replace(" + ", "\n+ ") for r in group]
+        labels = [textwrap.fill(_setting(r).replace(" + ", "\n+ "), 34, replace_whitespace=False)
+                  + f"\n({_calibration_videos(r)} cal. videos)" for r in group]
         ax.set_xticks(range(len(group)), labels, fontsize=7)
         ax.set_title(f"{name}: bars = seeds, dots = test videos", fontsize=9)
         ax.set_ylabel("% normal frames flagged", fontsize=8)

@@ -118,57 +118,48 @@ class TrainConfig:
 class TestConfig:
     """Scoring the test set."""
 
-    #: "sequential": frame by frame, each read sees the memory as the frames before left it
-    #: (the paper). "batched": ``chunk`` frames per pass, the memory written once per chunk.
+    #: "sequential": frame by frame, each read sees the memory as the frames before left it (the paper).
+    #: "batched": ``chunk`` frames per pass, the memory written once per chunk.
     mode: Literal["sequential", "batched"] = "sequential"
     chunk: int = field(default=64, metadata=_range(1))
-    #: Write the memory at test time (for memories that support it), through the memory's own
-    #: test-time protocol (``mnad``: only frames below ``memory.gate``).
+    #: Write the memory at test time (if it supports it), by its protocol (``mnad``: frames below ``memory.gate``).
     update: bool = True
     #: Which frame of a clip gets the clip's score: "last" (the predicted frame, or the newest
     #: input), "centre" (``clip_length // 2``, MemAE's official code) or an index into the clip.
     score_frame: int | Literal["last", "centre"] = field(default="last", metadata=_range(0))
-    #: "never" carries the memory across test videos (official code); "video" restores
-    #: the trained memory at the start of each video.
+    #: "never" carries the memory across test videos (official code); "video" restores the trained one at each.
     reset: Literal["never", "video"] = "never"
     #: After every test-time write, pull the memory's state this share of the way back to the trained one
     #: (``s <- s + anchor (trained - s)``): writes fade over about ``1 / anchor`` passes, so a long stream
     #: cannot carry the memory away from what was calibrated. 0: the paper's writes (docs/deploy.md).
     anchor: float = field(default=0.0, metadata=_range(0, 1))
-    #: Each video's (and stream's) first ``warmup`` scored frames set its baseline: every signal is shifted by
-    #: how their median differs from the calibration videos' (memad.scoring.baseline), for scenes that differ
-    #: from video to video. It assumes videos start normal; 0 leaves the signals as they are.
+    #: Each video's (and stream's) first ``warmup`` scored frames set its baseline: every signal shifted by how
+    #: their median differs from the calibration videos' (memad.scoring.baseline); assumes videos start normal.
     warmup: int = field(default=0, metadata=_range(0))
-    #: Each video's (and stream's) calibrated score averaged over its last ``smooth`` frames, before
-    #: ``relative``'s floor (memad.scoring.baseline): one noisy normal frame no longer sets the threshold.
-    #: Decisions lag by about ``(smooth - 1) / 2`` frames; 0 or 1 leaves the scores as they are.
+    #: Each video's (and stream's) calibrated score averaged over its last ``smooth`` frames, before ``relative``'s
+    #: floor: one noisy normal frame does not set the threshold. Decisions lag by about ``(smooth - 1) / 2`` frames.
     smooth: int = field(default=3, metadata=_range(0))
     #: Each video's (and stream's) calibrated score minus the 10% quantile of its last ``relative``
     #: 5-frame averages: an online per-video min-max, for scenes that differ from video to video. A stream
     #: starting inside an event takes it for its floor, as does an event much longer than ``relative``.
     relative: int = field(default=128, metadata=_range(0))
-    #: A prediction model's own signals (the memory's distance...) come from its input frames, one frame
-    #: behind the frame it predicts: true gives frame t those of the next clip, whose inputs end at t, so
-    #: frames just after an event do not carry its reads (memad.scoring.baseline). Streams answer a clip later.
+    #: A prediction model's own signals (the memory's distance...) read its input frames: frame t takes those of the
+    #: next clip, whose inputs end at t, so frames after an event do not keep its reads. Streams answer a clip later.
     align_inputs: bool = True
-    #: A frame is flagged when it and its video's (or stream's) next ``confirm`` frames all score above the
-    #: threshold: a few frames over it (a prediction's tail after an event) do not flag alone. Streams answer
-    #: ``confirm`` frames late; 0 decides each frame on its own score.
+    #: A frame is flagged when it and its video's (stream's) next ``confirm`` frames all reach the threshold: a
+    #: prediction's tail after an event does not flag alone. Streams answer ``confirm`` frames late; 0: off.
     confirm: int = field(default=2, metadata=_range(0))
     #: What the threshold holds for: "frames" (a new normal frame like the calibration frames exceeds it
     #: with probability at most the rate) or "videos" (also no lower than each calibration video's 1 - rate
-    #: quantile: a new video like them flags at most the rate, with probability n / (n + 1)). These settings
-    #: are kept in the calibration; smooth 0, relative 0, align_inputs false, confirm 0 and "frames" score each
-    #: frame on its own (docs/deploy.md).
+    #: quantile: a new video like them flags at most the rate, with probability n / (n + 1)). These settings are
+    #: kept in the calibration; 0, false and "frames" score each frame on its own (docs/deploy.md).
     threshold_over: Literal["frames", "videos"] = "videos"
     #: bfloat16 autocast while scoring (eval, calibrate, stream, detect): "auto" turns it on on CUDA
     #: and on CPUs with native bf16 (AMX-BF16 or AVX512-BF16), where with channels-last it scores
     #: mnad_pred at 256x256 3 to 4 times as fast as fp32 for a Ped2 AUROC change of +0.05 points
-    #: (docs/benchmarks.md); elsewhere bf16 is emulated and slow, so "auto" keeps fp32 there.
-    #: The memory reads in fp32 either way.
+    #: (docs/benchmarks.md); elsewhere bf16 is emulated and slow, so "auto" keeps fp32 there (memory reads: fp32).
     amp: bool | Literal["auto"] = "auto"
-    #: Channels-last layout (NHWC) while scoring: "auto" turns it on on CUDA and CPU, where
-    #: convolutions run faster in it (same arithmetic, another memory order).
+    #: Channels-last (NHWC) while scoring: "auto" on CUDA and CPU, where convolutions run faster in it (same maths).
     channels_last: bool | Literal["auto"] = "auto"
 
 
