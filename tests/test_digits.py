@@ -75,13 +75,13 @@ def test_tiny_run_reports_auroc_against_each_other_digit():
 
 def test_images_are_calibrated_one_by_one_whatever_the_temporal_defaults():
     # an image set is one "video" of independent images: averaging neighbours or taking a running floor
-    # would mix unrelated images (grouped by category), so the calibration records neither
+    # would mix unrelated images (grouped by category), and so would waiting for the next ones: none recorded
     det = memad.build("ae", **tiny(), **{"data.channels": 1, "data.image_size": 16, "train.batch_size": 16})
-    assert det.config["test"]["smooth"] > 1 and det.config["test"]["relative"] > 0
+    assert det.config["test"]["smooth"] > 1 and det.config["test"]["relative"] > 0 and det.config["test"]["confirm"] > 0
     det.fit("digits:1")
     det.calibrate("digits:1")
     cal = det.calibration_
-    assert (cal["smooth"], cal["relative"], cal["threshold_over"]) == (0, 0, "frames")
+    assert (cal["smooth"], cal["relative"], cal["confirm"], cal["threshold_over"]) == (0, 0, 0, "frames")
     scores = det.score("digits:1")
     expected = det.scorer(scores.stats.with_calibration(cal["signals"]))
     np.testing.assert_allclose(scores.calibrated, expected)
