@@ -197,15 +197,12 @@ def inputs_aligned(stats: FrameStats, calibration: Mapping[str, Any]) -> FrameSt
     """
     if not calibration.get("align_inputs"):
         return stats
-    signals = dict(stats.signals)
-    for name, values in stats.signals.items():
-        if name in ALWAYS_SIGNALS:
-            continue
-        out = np.array(values, dtype=np.float64)
-        for v in np.unique(stats.video):
-            idx = np.flatnonzero(stats.video == v)
-            out[idx[:-1]] = values[idx[1:]]
-        signals[name] = out
+    following = np.arange(len(stats.video))  # each frame's next frame in its video, found once for every signal
+    for v in np.unique(stats.video):
+        idx = np.flatnonzero(stats.video == v)
+        following[idx[:-1]] = idx[1:]
+    signals = {name: values if name in ALWAYS_SIGNALS else np.asarray(values, dtype=np.float64)[following]
+               for name, values in stats.signals.items()}
     return FrameStats(stats.video, signals, calibration=stats.calibration)
 
 
